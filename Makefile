@@ -1,0 +1,58 @@
+# aicc-export: every target creates what it needs. CI runs `make test` (see .ci/run).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Python 3.13 (the Lambda runtime): a working python3.13 on PATH, else pyenv's 3.13.0.
+PY313 := $(shell if python3.13 -c 'import sys' >/dev/null 2>&1; then echo python3.13; else echo "env PYENV_VERSION=3.13.0 python"; fi)
+VENV := .venv
+SAMVENV := .venv-sam
+PY := $(VENV)/bin/python
+PIP_FLAGS := -q --disable-pip-version-check
+export SAM_CLI_TELEMETRY := 0
+
+.PHONY: help venv sam-venv lint typecheck unit test template-check sam-build demo serve lock clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements-dev.txt constraints.txt layers/shared/requirements.txt
+	@$(PY313) -c 'import sys; assert sys.version_info[:2] == (3, 13), f"need Python 3.13, got {sys.version}"'
+	$(PY313) -m venv $(VENV)
+	$(VENV)/bin/pip install $(PIP_FLAGS) -r requirements-dev.txt -c constraints.txt
+	@touch $@
+
+$(SAMVENV)/.installed: requirements-sam.txt
+	$(PY313) -m venv $(SAMVENV)
+	$(SAMVENV)/bin/pip install $(PIP_FLAGS) -r requirements-sam.txt
+	@touch $@
+
+venv: $(VENV)/.installed ## create .venv (Python 3.13, pinned)
+
+sam-venv: $(SAMVENV)/.installed ## create .venv-sam (SAM CLI + cfn-lint)
+
+lint: venv ## ruff
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: venv ## mypy over the layer packages
+	$(VENV)/bin/mypy
+
+template-check: sam-venv ## cfn-lint with serverless rules, sam validate --lint, sam build
+	$(SAMVENV)/bin/cfn-lint template.yaml -a cfn_lint_serverless.rules
+	$(SAMVENV)/bin/sam validate --lint
+	$(MAKE) sam-build
+
+# sam build needs python3.13 on PATH: the project venv provides one.
+sam-build: venv sam-venv
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(SAMVENV)/bin/sam build --parallel
+
+test: lint typecheck template-check ## everything CI checks: lint, types, all tests, template linters and build
+	$(PY) -m pytest -n 2
+
+lock: ## regenerate constraints.txt from a fresh resolve
+	rm -rf /tmp/aicc-lock && $(PY313) -m venv /tmp/aicc-lock
+	/tmp/aicc-lock/bin/pip install $(PIP_FLAGS) -r requirements-dev.txt
+	{ echo "# Full pin set of the dev venv (pip freeze). Regenerate with 'make lock'."; /tmp/aicc-lock/bin/pip freeze; } > constraints.txt
+
+clean: ## remove venvs and build output
+	rm -rf $(VENV) $(SAMVENV) .aws-sam .pytest_cache .ruff_cache .mypy_cache .hypothesis

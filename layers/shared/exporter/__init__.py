@@ -1,0 +1,1 @@
+"""The export pipeline: planning windows, job state, callbacks, bill and recording copies."""
