@@ -78,15 +78,11 @@ def _time_before(value: Any) -> Any:
         return value.replace(tzinfo=None) if value.tzinfo is None else value
     if isinstance(value, str):
         if not _TIME_RE.match(value):
-            raise PydanticCustomError(
-                "time_format", "time must be yyyy-MM-dd HH:mm:ss, got {value}", {"value": value}
-            )
+            raise PydanticCustomError("time_format", "time must be yyyy-MM-dd HH:mm:ss, got {value}", {"value": value})
         try:
             return datetime.strptime(value, TIME_FORMAT)
         except ValueError:
-            raise PydanticCustomError(
-                "time_format", "not a valid date/time: {value}", {"value": value}
-            ) from None
+            raise PydanticCustomError("time_format", "not a valid date/time: {value}", {"value": value}) from None
     raise PydanticCustomError("time_format", "time must be a yyyy-MM-dd HH:mm:ss string")
 
 
@@ -219,9 +215,7 @@ class GetRecordFileUrlRequest(_Tolerant):
     @classmethod
     def _version(cls, value: str | None) -> str | None:
         if value is not None and value != PROTOCOL_VERSION:
-            raise PydanticCustomError(
-                "wrong_version", "version must be 2.0 or absent, got {value}", {"value": value}
-            )
+            raise PydanticCustomError("wrong_version", "version must be 2.0 or absent, got {value}", {"value": value})
         return value
 
     @model_validator(mode="after")
@@ -307,9 +301,7 @@ class BillCallbackBody(_Tolerant):
     def _name_matches(self) -> BillCallbackBody:
         expected = self.responseId.replace("-", "")
         if self.billFileName[9:-4] != expected:
-            raise PydanticCustomError(
-                "bill_file_mismatch", "billFileName does not carry this callback's responseId"
-            )
+            raise PydanticCustomError("bill_file_mismatch", "billFileName does not carry this callback's responseId")
         return self
 
     @property

@@ -1,0 +1,32 @@
+"""boto3 clients and Powertools singletons shared by the handlers.
+
+Clients are created lazily once per process (module scope in effect) so a cold start pays only for
+what that function uses, and every client honours ``AWS_ENDPOINT_URL`` (the local stack's moto).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics
+from botocore.config import Config
+
+__all__ = ["client", "logger", "metrics", "resource"]
+
+logger = Logger()
+metrics = Metrics()
+
+_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=32)
+
+
+@cache
+def client(service: str) -> Any:
+    """A cached boto3 client (``s3``, ``sqs``, ``dynamodb``, ``secretsmanager``, ``ssm``)."""
+    return boto3.session.Session().client(service, config=_CONFIG)  # type: ignore[call-overload]
+
+
+@cache
+def resource(service: str) -> Any:
+    return boto3.session.Session().resource(service, config=_CONFIG)  # type: ignore[call-overload]

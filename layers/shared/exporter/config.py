@@ -1,0 +1,148 @@
+"""Settings read from the Lambda environment (set by template.yaml), validated once per process.
+
+A missing or invalid variable fails fast with one error naming every problem, so a bad deploy
+is visible on the first invocation instead of as a half-done export.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from datetime import datetime
+from functools import lru_cache
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+__all__ = ["ALL_ACCOUNTS", "ConfigError", "Settings", "get_settings"]
+
+ALL_ACCOUNTS = "_all"
+"""Tenant key (and S3 ``account_id=`` value) when no accountId is configured or present."""
+
+
+class ConfigError(RuntimeError):
+    """The function's environment is incomplete or invalid: fix the stack parameters."""
+
+
+def _csv_list(value: Any) -> Any:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+def _bool(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.strip().lower() in {"1", "true", "yes", "on"}
+    return value
+
+
+CsvList = Annotated[list[str], BeforeValidator(_csv_list)]
+Flag = Annotated[bool, BeforeValidator(_bool)]
+
+# environment variable -> field name
+_ENV = {
+    "CCFS_BASE_URL": "ccfs_base_url",
+    "CCFS_SECRET_ARN": "ccfs_secret_arn",
+    "CCFS_CA_BUNDLE_PARAM": "ccfs_ca_bundle_param",
+    "CCFS_CONNECT_TIMEOUT": "ccfs_connect_timeout",
+    "CCFS_READ_TIMEOUT": "ccfs_read_timeout",
+    "TENANT_ACCOUNT_IDS": "tenant_account_ids",
+    "TENANT_TIMEZONE": "tenant_timezone",
+    "JOBS_TABLE": "jobs_table",
+    "IDEMPOTENCY_TABLE": "idempotency_table",
+    "EXPORT_BUCKET": "export_bucket",
+    "REQUEST_QUEUE_URL": "request_queue_url",
+    "BILL_QUEUE_URL": "bill_queue_url",
+    "RECORDING_QUEUE_URL": "recording_queue_url",
+    "WINDOW_MINUTES": "window_minutes",
+    "SETTLE_MINUTES": "settle_minutes",
+    "CALLBACK_TIMEOUT_MINUTES": "callback_timeout_minutes",
+    "MAX_ATTEMPTS": "max_attempts",
+    "EXPORT_START_TIME": "export_start_time",
+    "RECORDING_URL_HOST_SUFFIXES": "recording_url_host_suffixes",
+    "ALLOW_UNSOLICITED": "allow_unsolicited",
+    "RETENTION_DAYS": "retention_days",
+    "CALLBACK_URL": "callback_url",
+    "MAX_CATCHUP_WINDOWS": "max_catchup_windows",
+    "MAX_RECEIVE_COUNT": "max_receive_count",
+    "STALLED_JOB_HOURS": "stalled_job_hours",
+}
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ccfs_base_url: str = Field(pattern=r"^https?://\S+$")
+    ccfs_secret_arn: str = Field(min_length=1)
+    ccfs_ca_bundle_param: str = ""
+    ccfs_connect_timeout: float = 5.0
+    ccfs_read_timeout: float = 60.0
+    tenant_account_ids: CsvList = Field(default_factory=list)
+    tenant_timezone: str = "Asia/Shanghai"
+    jobs_table: str = Field(min_length=1)
+    idempotency_table: str = ""
+    export_bucket: str = ""
+    request_queue_url: str = ""
+    bill_queue_url: str = ""
+    recording_queue_url: str = ""
+    window_minutes: int = Field(default=60, ge=5, le=4320)
+    settle_minutes: int = Field(default=30, ge=0)
+    callback_timeout_minutes: int = Field(default=120, ge=1)
+    max_attempts: int = Field(default=3, ge=1)
+    export_start_time: str = ""
+    recording_url_host_suffixes: CsvList = Field(default_factory=list)
+    allow_unsolicited: Flag = False
+    retention_days: int = Field(default=365, ge=1)
+    callback_url: str = ""
+    max_catchup_windows: int = Field(default=48, ge=1)
+    max_receive_count: int = Field(default=5, ge=1)
+    stalled_job_hours: int = Field(default=24, ge=1)
+
+    @field_validator("tenant_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone name (e.g. Asia/Shanghai)") from None
+        return value
+
+    @field_validator("export_start_time")
+    @classmethod
+    def _start(cls, value: str) -> str:
+        if value:
+            try:
+                datetime.strptime(value, "%Y-%m-%dT%H:%M:%S")
+            except ValueError:
+                raise ValueError(f"{value!r} is not yyyy-MM-ddTHH:mm:ss (tenant-local)") from None
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.tenant_timezone)
+
+    @property
+    def tenants(self) -> list[str]:
+        """Tenant keys to export: the configured accountIds, or ``_all`` for the whole account."""
+        return list(self.tenant_account_ids) or [ALL_ACCOUNTS]
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        values = {field: env[name] for name, field in _ENV.items() if env.get(name, "") != ""}
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            field_to_env = {f: n for n, f in _ENV.items()}
+            problems = "; ".join(
+                f"{field_to_env.get(str(e['loc'][0]), e['loc'][0]) if e['loc'] else 'settings'}: {e['msg']}"
+                for e in exc.errors()
+            )
+            raise ConfigError(f"invalid function configuration ({problems}); check the stack parameters") from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (tests call ``get_settings.cache_clear()`` after changing env)."""
+    return Settings.from_env()
