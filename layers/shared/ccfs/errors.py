@@ -93,16 +93,19 @@ def redact_url(url: str) -> str:
     """Drop the query string (the pre-signed credential) and any userinfo from a URL."""
     try:
         parts = urlsplit(url)
+        port = parts.port  # raises ValueError on a non-numeric or out-of-range port
     except ValueError:
         return "<unparseable url>"
     netloc = parts.hostname or ""
-    if parts.port:
-        netloc = f"{netloc}:{parts.port}"
+    if ":" in netloc:  # IPv6 literal: keep its brackets
+        netloc = f"[{netloc}]"
+    if port:
+        netloc = f"{netloc}:{port}"
     query = "<redacted>" if parts.query else ""
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
-_URL_IN_TEXT = re.compile(r"https?://[^\s\"'<>]+")
+_URL_IN_TEXT = re.compile(r"https?://[^\s\"'<>]+", re.IGNORECASE)
 _AUTH_IN_TEXT = re.compile(r"auth-v2/[^\s\"']+")
 
 
