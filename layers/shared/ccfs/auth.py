@@ -19,10 +19,11 @@ __all__ = ["SCHEME", "SignatureError", "canonical_request", "pct", "sign", "veri
 
 SCHEME = "auth-v2"
 _TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
-_TIMESTAMP_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
-_SIGNATURE_RE = re.compile(r"^[0-9a-f]{64}$")
-_AK_RE = re.compile(r"^[A-Za-z0-9_.\-~+=@]{1,128}$")
-_HEADER_NAME_RE = re.compile(r"^[a-z0-9!#$%&'*+\-.^_`|~]+$")
+# \Z, not $ ($ also matches before a trailing newline); ASCII, or \d would accept any Unicode digit.
+_TIMESTAMP_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z\Z", re.ASCII)
+_SIGNATURE_RE = re.compile(r"^[0-9a-f]{64}\Z")
+_AK_RE = re.compile(r"^[A-Za-z0-9_.\-~+=@]{1,128}\Z")
+_HEADER_NAME_RE = re.compile(r"^[a-z0-9!#$%&'*+\-.^_`|~]+\Z")
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 
 Headers = Mapping[str, str] | Iterable[tuple[str, str]]
@@ -125,15 +126,15 @@ def sign(
     signed: dict[str, str] = {}
     for name, value in _pairs(headers):
         lower = name.lower()
+        if not _HEADER_NAME_RE.match(lower):
+            raise ValueError(f"invalid header name {name!r}: it could not be verified")
         if lower in signed:
             raise ValueError(f"header {lower!r} given twice")
         signed[lower] = value
     if not signed:
         raise ValueError("at least one header (host) must be signed")
     ts = _format_timestamp(timestamp or datetime.now(UTC))
-    names, canonical = canonical_request(
-        method, path, sorted(signed.items()), _body_bytes(body), _pairs(query) or None
-    )
+    names, canonical = canonical_request(method, path, sorted(signed.items()), _body_bytes(body), _pairs(query) or None)
     return f"{SCHEME}/{ak}/{ts}/{names}/{_signature(ak, sk, ts, names, canonical)}"
 
 
@@ -154,13 +155,13 @@ def verify(
     path as the sender addressed it (behind API Gateway: ``requestContext.path``).
     Raises :class:`SignatureError` with a specific reason.
     """
+    if now is not None and now.tzinfo is None:
+        raise ValueError("now must be timezone-aware (e.g. datetime.now(UTC))")
     if not authorization:
         raise SignatureError("malformed", "no Authorization header")
     parts = authorization.split("/")
     if len(parts) != 5 or parts[0] != SCHEME:
-        raise SignatureError(
-            "malformed", f"Authorization is not '{SCHEME}/ak/timestamp/signedHeaders/signature'"
-        )
+        raise SignatureError("malformed", f"Authorization is not '{SCHEME}/ak/timestamp/signedHeaders/signature'")
     _, ak, ts, names, signature = parts
     if not _AK_RE.match(ak):
         raise SignatureError("malformed", "Authorization has an invalid ak")
@@ -205,9 +206,7 @@ def verify(
             f"signed content-length {received['content-length'].strip()!r} != body length {len(raw)}",
         )
 
-    _, canonical = canonical_request(
-        method, path, [(n, received[n]) for n in header_names], raw, _pairs(query) or None
-    )
+    _, canonical = canonical_request(method, path, [(n, received[n]) for n in header_names], raw, _pairs(query) or None)
     expected = _signature(ak, sk, ts, names, canonical)
     if not hmac.compare_digest(expected, signature):
         raise SignatureError("signature_mismatch", "signature does not match the request")

@@ -1,6 +1,7 @@
 """pydantic v2 models for every CC-FS request, reply and the bill callback (protocol §3-§6).
 
-Requests are strict (they are what we send, or what the simulator must refuse). Replies are
+Every model validates formats and lengths strictly but ignores unknown fields (a newer CC-FS
+may add some; the simulator is no stricter than the vendor documents). Replies are also
 tolerant: unknown fields are ignored, optional fields accept ``""`` as the vendor's example sends
 them. Times are naive ``datetime`` values in the tenant's time zone, written ``yyyy-MM-dd HH:mm:ss``.
 """
@@ -57,8 +58,9 @@ __all__ = [
 PROTOCOL_VERSION = "2.0"
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 MAX_WINDOW = timedelta(days=3)
-_TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
-_BILL_FILE_RE = re.compile(r"^(?P<date>\d{8})_(?P<rid>[A-Za-z0-9]{1,36})\.zip$")
+# \Z, not $ ($ also matches before a trailing newline); ASCII, or \d would accept any Unicode digit.
+_TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\Z", re.ASCII)
+_BILL_FILE_RE = re.compile(r"^(?P<date>\d{8})_(?P<rid>[A-Za-z0-9]{1,36})\.zip\Z", re.ASCII)
 _RESPONSE_ID_RE = re.compile(r"^(?:[0-9a-fA-F]{32}|[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12})$")
 
 
@@ -104,15 +106,13 @@ def _empty_to_none(value: Any) -> Any:
     return None if value == "" else value
 
 
-def _opt(max_length: int) -> Any:
-    return Annotated[
-        Annotated[str, StringConstraints(min_length=1, max_length=max_length)] | None,
-        BeforeValidator(_empty_to_none),
-    ]
-
-
-OptStr20 = _opt(20)
-OptStr25 = _opt(25)
+# Spelled out (not built by a helper function) so that mypy sees them as type aliases.
+OptStr20 = Annotated[
+    Annotated[str, StringConstraints(min_length=1, max_length=20)] | None, BeforeValidator(_empty_to_none)
+]
+OptStr25 = Annotated[
+    Annotated[str, StringConstraints(min_length=1, max_length=25)] | None, BeforeValidator(_empty_to_none)
+]
 DataType = Literal["call", "record", "call_record"]
 
 
@@ -145,10 +145,6 @@ def _check_window(begin: datetime, end: datetime) -> None:
         raise PydanticCustomError("window", "endTime is before beginTime")
     if end - begin > MAX_WINDOW:
         raise PydanticCustomError("window", "endTime - beginTime is more than 3 days")
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, str_strip_whitespace=False)
 
 
 class _Tolerant(BaseModel):
@@ -300,7 +296,7 @@ class BillCallbackBody(_Tolerant):
     @model_validator(mode="after")
     def _name_matches(self) -> BillCallbackBody:
         expected = self.responseId.replace("-", "")
-        if self.billFileName[9:-4] != expected:
+        if self.billFileName[9:-4].lower() != expected.lower():
             raise PydanticCustomError("bill_file_mismatch", "billFileName does not carry this callback's responseId")
         return self
 
@@ -343,6 +339,8 @@ def result_code_for(error: ValidationError, body_was_empty: bool = False) -> str
     if body_was_empty:
         return "0300007"
     first = error.errors()[0]
+    if first.get("input", "") is None and first["loc"]:
+        return "0300001"
     if first["type"] in ("string_too_short", "too_short") and first.get("input") == "":
         return "0300002"
     return _CODE_BY_ERROR_TYPE.get(first["type"], "0300004")
