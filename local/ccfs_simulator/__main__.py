@@ -1,0 +1,113 @@
+"""``python -m local.ccfs_simulator``: run the simulator until SIGINT/SIGTERM.
+
+Prints one JSON line (base_url, ca_bundle, ak, sk, tenants, admin_url, ...) on stdout, then serves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from dataclasses import replace
+from datetime import date
+from typing import Any
+
+from .config import PROFILES, SimulatorConfig, TenantSpec
+from .simulator import Simulator
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m local.ccfs_simulator", description=__doc__)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=0, help="0 = any free port (default)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--tenants", type=int, default=1, help="tenants acct001..acctNNN")
+    p.add_argument("--calls-per-day", type=int, default=200)
+    p.add_argument("--agents", type=int, default=20)
+    p.add_argument("--tz", default="Asia/Shanghai", help="time zone(s), comma-separated, cycled over tenants")
+    p.add_argument("--ak", default="demo-ak")
+    p.add_argument("--sk", default=None, help="default: random per run (printed)")
+    p.add_argument("--base-date", type=date.fromisoformat, default=None, help="yyyy-mm-dd, default today-7")
+    p.add_argument("--days", type=int, default=14)
+    p.add_argument("--min-recording-bytes", type=int, default=2_000)
+    p.add_argument("--max-recording-bytes", type=int, default=64_000)
+    p.add_argument("--split-rows", type=int, default=50_000)
+    p.add_argument("--url-expiry", type=int, default=8 * 3600, help="seconds")
+    p.add_argument("--url-list-style", choices=("array", "comma"), default="array")
+    p.add_argument("--callback-delay", type=float, default=0.0, help="seconds")
+    p.add_argument("--callback-retry-interval", type=float, default=600.0, help="seconds")
+    p.add_argument("--callback-max-tries", type=int, default=6)
+    p.add_argument("--callback-ca", default=None, help="CA bundle to verify https callback URLs")
+    p.add_argument("--callback-insecure", action="store_true", help="don't verify callback TLS (labs)")
+    p.add_argument("--profile", choices=sorted(PROFILES), default="none", help="fault profile")
+    p.add_argument("--latency-ms", type=float, default=None, help="overrides the profile's latency")
+    p.add_argument("--fault-seed", type=int, default=None)
+    p.add_argument("--plain-http", action="store_true", help="no TLS (debugging only)")
+    p.add_argument("--log-level", default="WARNING")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
+    zones = [z.strip() for z in args.tz.split(",") if z.strip()] or ["Asia/Shanghai"]
+    tenants = [
+        TenantSpec(f"acct{i + 1:03d}", zones[i % len(zones)], args.calls_per_day, args.agents)
+        for i in range(args.tenants)
+    ]
+    faults = PROFILES[args.profile]
+    if args.latency_ms is not None:
+        faults = replace(faults, latency_ms=args.latency_ms)
+    if args.fault_seed is not None:
+        faults = replace(faults, fault_seed=args.fault_seed)
+    extra: dict[str, Any] = {"sk": args.sk} if args.sk else {}
+    verify: bool | str = args.callback_ca or not args.callback_insecure
+    return SimulatorConfig(
+        seed=args.seed,
+        tenants=tenants,
+        ak=args.ak,
+        tls=not args.plain_http,
+        host=args.host,
+        port=args.port,
+        callback_delay=args.callback_delay,
+        callback_retry_interval=args.callback_retry_interval,
+        callback_max_tries=args.callback_max_tries,
+        callback_verify=verify,
+        url_expiry_seconds=args.url_expiry,
+        url_list_style=args.url_list_style,
+        split_rows=args.split_rows,
+        min_recording_bytes=args.min_recording_bytes,
+        max_recording_bytes=args.max_recording_bytes,
+        faults=faults,
+        base_date=args.base_date,
+        days=args.days,
+        **extra,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr)
+    try:
+        config = config_from_args(args)
+        simulator = Simulator(config)
+    except (ValueError, TypeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+
+    def _on_signal(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    with simulator:
+        print(json.dumps(simulator.info(include_secret=True)), flush=True)
+        while not stop.wait(0.5):
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""Configuration of the CC-FS simulator: tenants, fault knobs and server settings.
+
+Plain dataclasses so tests, the CLI and the local stack build them the same way. ``Faults`` is
+replaced as a whole at runtime (``Simulator.set_faults``), never mutated in place by the server.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import asdict, dataclass, field, fields, replace
+from datetime import date
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+__all__ = ["PROFILES", "Faults", "SimulatorConfig", "TenantSpec"]
+
+_RATES = (
+    "error_rate",
+    "reset_rate",
+    "throttle_rate",
+    "not_found_rate",
+    "expired_url_rate",
+    "duplicate_callback_rate",
+    "lost_callback_rate",
+    "bad_signature_callback_rate",
+)
+
+
+@dataclass
+class TenantSpec:
+    """One tenant space (``accountId``) of the synthetic call center."""
+
+    account_id: str
+    tz: str = "Asia/Shanghai"
+    calls_per_day: int = 200
+    agents: int = 20
+
+    def validate(self) -> None:
+        if not 1 <= len(self.account_id) <= 20:
+            raise ValueError(f"account_id must be 1-20 characters: {self.account_id!r}")
+        try:
+            ZoneInfo(self.tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {self.tz!r}") from None
+        if not 0 <= self.calls_per_day <= 99_999:
+            raise ValueError("calls_per_day must be 0..99999")
+        if not 1 <= self.agents <= 9_000:
+            raise ValueError("agents must be 1..9000")
+
+
+@dataclass
+class Faults:
+    """Fault injection. Rates are probabilities 0..1 drawn from streams seeded by ``fault_seed``.
+
+    Every :meth:`Simulator.set_faults` restarts the streams, so a given sequence of requests meets
+    the same faults run after run.
+    """
+
+    latency_ms: float = 0
+    error_rate: float = 0  # HTTP 500/503 on CC-FS operations
+    reset_rate: float = 0  # connection cut mid-body on binary downloads (ZIP, WAV, OBS GET)
+    throttle_rate: float = 0  # 0300008 on downloads, 0300009 on queries ...
+    throttle_burst: int = 3  # ... for this many consecutive replies of that kind
+    not_found_calls: set[str] = field(default_factory=set)  # 0300012 from getRecordFileUrlFromObs
+    not_found_rate: float = 0  # same, at random
+    expired_url_rate: float = 0  # pre-signed URLs handed out already expired
+    duplicate_callback_rate: float = 0  # an acknowledged callback is sent once more
+    lost_callback_rate: float = 0  # the callback is never sent
+    bad_signature_callback_rate: float = 0  # one badly signed attempt before the good one
+    clock_skew_seconds: float = 0  # added to the simulator's own signing timestamps (callbacks)
+    fault_seed: int = 7
+
+    def validate(self) -> None:
+        for name in _RATES:
+            value = getattr(self, name)
+            if not 0 <= value <= 1:
+                raise ValueError(f"{name} must be within 0..1, got {value}")
+        if self.latency_ms < 0:
+            raise ValueError("latency_ms must be >= 0")
+        if self.throttle_burst < 1:
+            raise ValueError("throttle_burst must be >= 1")
+
+    def with_changes(self, **changes: Any) -> Faults:
+        """A validated copy with ``changes`` applied (unknown names raise ``TypeError``)."""
+        known = {f.name for f in fields(self)}
+        unknown = set(changes) - known
+        if unknown:
+            raise TypeError(f"unknown fault knob(s): {', '.join(sorted(unknown))}")
+        if "not_found_calls" in changes:
+            changes["not_found_calls"] = set(changes["not_found_calls"] or ())
+        updated = replace(self, **changes)
+        updated.validate()
+        return updated
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["not_found_calls"] = sorted(self.not_found_calls)
+        return data
+
+
+PROFILES: dict[str, Faults] = {
+    "none": Faults(),
+    "flaky": Faults(
+        latency_ms=20,
+        error_rate=0.05,
+        reset_rate=0.02,
+        throttle_rate=0.03,
+        expired_url_rate=0.02,
+        duplicate_callback_rate=0.1,
+    ),
+    "chaos": Faults(
+        latency_ms=50,
+        error_rate=0.2,
+        reset_rate=0.1,
+        throttle_rate=0.1,
+        not_found_rate=0.05,
+        expired_url_rate=0.1,
+        duplicate_callback_rate=0.3,
+        lost_callback_rate=0.1,
+        bad_signature_callback_rate=0.1,
+    ),
+}
+
+
+@dataclass
+class SimulatorConfig:
+    seed: int = 1
+    tenants: list[TenantSpec] = field(default_factory=lambda: [TenantSpec("acct001")])
+    ak: str = "demo-ak"
+    sk: str = field(default_factory=lambda: secrets.token_hex(16))
+    # More ak -> sk pairs the server accepts (bill files belong to the ak that asked for them).
+    extra_keys: dict[str, str] = field(default_factory=dict)
+    tls: bool = True
+    host: str = "127.0.0.1"
+    port: int = 0
+    max_skew: int = 900  # seconds of clock skew the auth-v2 verifier tolerates
+    callback_delay: float = 0.0
+    callback_retry_interval: float = 600.0
+    callback_max_tries: int = 6
+    callback_timeout: float = 10.0
+    callback_verify: bool | str = True  # True: system CAs; str: a CA bundle path; False: no check
+    url_expiry_seconds: int = 8 * 3600
+    url_list_style: Literal["array", "comma"] = "array"
+    split_rows: int = 50_000
+    min_recording_bytes: int = 2_000
+    max_recording_bytes: int = 64_000
+    big_recordings: dict[str, int] = field(default_factory=dict)  # call_id -> exact size in bytes
+    faults: Faults = field(default_factory=Faults)
+    base_date: date | None = None  # first day of synthetic data; default 7 days before today
+    days: int = 14
+
+    def validate(self) -> None:
+        if not self.tenants:
+            raise ValueError("at least one tenant is needed")
+        ids = [t.account_id for t in self.tenants]
+        if len(set(ids)) != len(ids):
+            raise ValueError("tenant account ids must be unique")
+        if len(self.tenants) > 80:
+            raise ValueError("at most 80 tenants")
+        for tenant in self.tenants:
+            tenant.validate()
+        if not 60 <= self.min_recording_bytes <= self.max_recording_bytes:
+            raise ValueError("need 60 <= min_recording_bytes <= max_recording_bytes")
+        for call_id, size in self.big_recordings.items():
+            if size < 60:
+                raise ValueError(f"big_recordings[{call_id!r}] must be >= 60 bytes")
+        if self.split_rows < 1:
+            raise ValueError("split_rows must be >= 1")
+        if self.callback_max_tries < 1:
+            raise ValueError("callback_max_tries must be >= 1")
+        if self.url_list_style not in ("array", "comma"):
+            raise ValueError("url_list_style must be 'array' or 'comma'")
+        if not 1 <= self.days <= 366:  # file names carry MMdd: at most one year of data
+            raise ValueError("days must be 1..366")
+        self.faults.validate()

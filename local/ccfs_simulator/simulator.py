@@ -1,0 +1,997 @@
+"""The CC-FS simulator: the five operations, the signed bill callback, an OBS-like recording store,
+fault injection, counters and the ground truth (shared/ccfs-protocol.md is the contract).
+
+Requests are verified with :func:`ccfs.auth.verify` and validated with :mod:`ccfs.models`, so the
+simulator refuses exactly what the shared models call invalid, with the codes of
+:func:`ccfs.models.result_code_for`.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import json
+import logging
+import random
+import secrets
+import ssl
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+from zoneinfo import ZoneInfo
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from ccfs.auth import SignatureError, sign, verify
+from ccfs.errors import RESULT_DESCRIPTIONS
+from ccfs.models import (
+    DownloadBillFileRequest,
+    DownloadRecordFileRequest,
+    DownloadRecordRequest,
+    GetRecordFileUrlRequest,
+    QueryBillDataBody,
+    QueryBillDataRequest,
+    format_time,
+    parse_time,
+    result_code_for,
+)
+
+from .bills import stream_zip_of, write_bill_zip
+from .config import Faults, SimulatorConfig
+from .data import CDR_HEADER, INDEX_HEADER, Call, CallCenter, Recording
+from .obs import BUCKET, ObsSigner, error_xml
+from .transport import Exchange, SimServer
+from .wav import wav_chunks, wav_sha256
+
+__all__ = ["OPERATIONS", "RecordingTruth", "Simulator", "Truth"]
+
+log = logging.getLogger("local.ccfs_simulator")
+
+CCFS_PREFIX = "/CCFS/resource/ccfs/"
+OBS_PREFIX = f"/obs/{BUCKET}/"
+ADMIN_PREFIX = "/_admin"
+BINARY_TYPE = "Application/Octet-stream;charset=UTF-8"  # sic, as CC-FS sends it
+WAV_TYPE = "audio/wav"
+QUERY_OPS = frozenset({"queryBillData", "getRecordFileUrlFromObs"})
+DOWNLOAD_OPS = frozenset({"downloadBillFile", "downloadRecordFile", "downloadRecord"})
+OPERATIONS = tuple(sorted(QUERY_OPS | DOWNLOAD_OPS))
+_FINAL = frozenset({"acked", "given_up", "lost", "failed"})
+
+
+@dataclass
+class RecordingTruth:
+    account_id: str
+    call_id: str
+    file_name: str
+    original_file_name: str
+    call_begin: str
+    call_end: str
+    size: int
+    sha256: str
+
+
+@dataclass
+class Truth:
+    cdr_rows: list[dict[str, str]]
+    index_rows: list[dict[str, str]]
+    recordings: list[RecordingTruth]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class _Bill:
+    ak: str
+    path: Path | None = None
+    entries: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Query:
+    response_id: str
+    ak: str
+    body: QueryBillDataBody
+    account_present: bool
+    account_value: str | None
+    bill_file_name: str
+    callback_url: str
+    created_at: float
+    status: str = "pending"  # pending -> acked | given_up | lost | failed
+    attempts: int = 0
+    bad_signature_pending: bool = False
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "responseId": self.response_id,
+            "billFileName": self.bill_file_name,
+            "accountId": self.account_value,
+            "beginTime": format_time(self.body.beginTime),
+            "endTime": format_time(self.body.endTime),
+            "dataType": self.body.dataType,
+            "status": self.status,
+            "attempts": self.attempts,
+        }
+
+
+class _Scheduler:
+    """Runs callables after a delay on a small thread pool (the callback worker)."""
+
+    def __init__(self, workers: int = 4) -> None:
+        self._heap: list[tuple[float, int, Callable[[], None]]] = []
+        self._cond = threading.Condition()
+        self._seq = itertools.count()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="ccfs-sim-scheduler")
+        self._workers = workers
+        self._running: set[threading.Thread] = set()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def call_later(self, delay: float, fn: Callable[[], None]) -> None:
+        with self._cond:
+            if self._stopped:
+                return
+            heapq.heappush(self._heap, (time.monotonic() + max(0.0, delay), next(self._seq), fn))
+            self._cond.notify_all()
+
+    def _loop(self) -> None:
+        with self._cond:
+            while not self._stopped:
+                if not self._heap or len(self._running) >= self._workers:
+                    self._cond.wait()
+                    continue
+                due, _, fn = self._heap[0]
+                wait = due - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+                heapq.heappop(self._heap)
+                worker = threading.Thread(target=self._run, args=(fn,), daemon=True, name="ccfs-sim-callback")
+                self._running.add(worker)
+                worker.start()
+
+    def _run(self, fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except Exception:
+            log.exception("callback job failed")
+        finally:
+            with self._cond:
+                self._running.discard(threading.current_thread())
+                self._cond.notify_all()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        with self._cond:
+            self._stopped = True
+            self._heap.clear()
+            running = list(self._running)
+            self._cond.notify_all()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        for worker in running:
+            worker.join(timeout)
+
+
+class Simulator:
+    """A CC-FS server on 127.0.0.1 (see ``local/README.md``). Use as a context manager."""
+
+    def __init__(self, config: SimulatorConfig | None = None, clock: Callable[[], float] | None = None) -> None:
+        self.config = config or SimulatorConfig()
+        self.config.validate()
+        self._clock = clock or time.time
+        base = self.config.base_date or (date.today() - timedelta(days=7))
+        self.center = CallCenter(
+            seed=self.config.seed,
+            tenants=self.config.tenants,
+            base_date=base,
+            days=self.config.days,
+            min_bytes=self.config.min_recording_bytes,
+            max_bytes=self.config.max_recording_bytes,
+            big_recordings=self.config.big_recordings,
+        )
+        self._keys = {self.config.ak: self.config.sk, **self.config.extra_keys}
+        self._lock = threading.RLock()
+        self._counter_cond = threading.Condition()
+        self._counters: Counter[str] = Counter()
+        self._initial_faults = self.config.faults
+        self._faults = self.config.faults
+        self._streams: dict[str, random.Random] = {}
+        self._throttle_left = {"query": 0, "download": 0}
+        self._reset_fault_streams()
+        self._queries: dict[str, _Query] = {}
+        self._bills: dict[str, _Bill] = {}
+        self._sha: dict[tuple[str, int], str] = {}
+        self._obs = ObsSigner(secrets.token_bytes(32), "SIMOBS" + secrets.token_hex(7).upper())
+        self._server: SimServer | None = None
+        self._serve_thread: threading.Thread | None = None
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._scheduler: _Scheduler | None = None
+        self._http: httpx.Client | None = None
+        self.base_url = ""
+        self.admin_url = ""
+        self.ca_bundle: str | None = None
+        self.obs_host = self.config.host
+        self.port = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def ak(self) -> str:
+        return self.config.ak
+
+    @property
+    def sk(self) -> str:
+        return self.config.sk
+
+    @property
+    def base_date(self) -> date:
+        return self.center.base_date
+
+    def start(self) -> Simulator:
+        if self._server is not None:
+            return self
+        self._tmp = tempfile.TemporaryDirectory(prefix="ccfs-sim-")
+        context = None
+        if self.config.tls:
+            context = self._tls_context(Path(self._tmp.name))
+        self._server = SimServer((self.config.host, self.config.port), self._dispatch, context)
+        self.port = self._server.server_address[1]
+        scheme = "https" if self.config.tls else "http"
+        host = f"[{self.config.host}]" if ":" in self.config.host else self.config.host
+        self.base_url = f"{scheme}://{host}:{self.port}"
+        self.admin_url = f"{self.base_url}{ADMIN_PREFIX}"
+        self._scheduler = _Scheduler()
+        self._scheduler.start()
+        self._serve_thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True, name="ccfs-sim"
+        )
+        self._serve_thread.start()
+        log.info("CC-FS simulator listening on %s", self.base_url)
+        return self
+
+    def _tls_context(self, directory: Path) -> ssl.SSLContext:
+        import trustme
+
+        authority = trustme.CA(organization_name="CC-FS simulator test CA")
+        cert = authority.issue_cert("127.0.0.1", "localhost", "::1")
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        cert.configure_cert(context)
+        bundle = directory / "ca.pem"
+        authority.cert_pem.write_to_path(str(bundle))
+        self.ca_bundle = str(bundle)
+        return context
+
+    def _callback_verify(self) -> ssl.SSLContext | bool:
+        setting = self.config.callback_verify
+        if setting is False:
+            return False
+        if isinstance(setting, str):
+            return ssl.create_default_context(cafile=setting)
+        return ssl.create_default_context()
+
+    def client_ssl_context(self) -> ssl.SSLContext:
+        """An SSL context that trusts this simulator's CA (for httpx ``verify=``)."""
+        if self.ca_bundle is None:
+            raise RuntimeError("the simulator is not running with TLS")
+        return ssl.create_default_context(cafile=self.ca_bundle)
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        server, self._server = self._server, None
+        if self._scheduler is not None:
+            self._scheduler.stop()
+        server.shutdown()
+        server.server_close()
+        server.close_connections()
+        if self._serve_thread is not None:
+            self._serve_thread.join(5)
+        with self._lock:
+            if self._http is not None:
+                self._http.close()
+                self._http = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+        log.info("CC-FS simulator on port %s stopped", self.port)
+
+    def __enter__(self) -> Simulator:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ public helpers
+
+    def set_faults(self, **changes: Any) -> None:
+        """Replace fault knobs (see :class:`Faults`); restarts the fault streams and bursts."""
+        with self._lock:
+            self._faults = self._faults.with_changes(**changes)
+            self._reset_fault_streams()
+
+    @property
+    def faults(self) -> Faults:
+        return self._faults
+
+    def counters(self) -> dict[str, int]:
+        with self._counter_cond:
+            return dict(self._counters)
+
+    def reset_counters(self) -> None:
+        with self._counter_cond:
+            self._counters.clear()
+            self._counter_cond.notify_all()
+
+    def wait_for(self, name: str, at_least: int = 1, timeout: float = 10.0) -> bool:
+        """Block until counter ``name`` reaches ``at_least`` (True) or ``timeout`` passes (False)."""
+        with self._counter_cond:
+            return self._counter_cond.wait_for(lambda: self._counters[name] >= at_least, timeout)
+
+    def queries(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [q.summary() for q in self._queries.values()]
+
+    def calls(self, account_id: str, day: date) -> list[Call]:
+        return self.center.calls(account_id, day)
+
+    def set_big_recording(self, call_id: str, size: int) -> None:
+        """Make every recording of ``call_id`` exactly ``size`` bytes (streamed, never in memory)."""
+        if size < 60:
+            raise ValueError("size must be >= 60")
+        self.center.set_big_recording(call_id, size)
+
+    def recording_sha256(self, recording: Recording) -> str:
+        key = (recording.key, recording.size)
+        with self._lock:
+            cached = self._sha.get(key)
+        if cached is None:
+            cached = wav_sha256(recording.key, recording.size)
+            with self._lock:
+                self._sha[key] = cached
+        return cached
+
+    def recording_bytes(self, recording: Recording) -> Iterator[bytes]:
+        return wav_chunks(recording.key, recording.size)
+
+    def truth(self, account_id: str | None, begin: datetime, end: datetime) -> Truth:
+        """What a bill for [begin, end] (tenant-local, inclusive, by first-leg call_begin) holds."""
+        accounts = [t.account_id for t in self.center.tenants] if account_id is None else [account_id]
+        calls: list[Call] = []
+        for account in accounts:
+            if self.center.tenant(account) is not None:
+                calls.extend(self.center.calls_between(account, begin, end))
+        return Truth(
+            cdr_rows=[dict(leg) for call in calls for leg in call.legs],
+            index_rows=[dict(rec.row) for call in calls for rec in call.recordings],
+            recordings=[
+                RecordingTruth(
+                    account_id=rec.account_id,
+                    call_id=rec.call_id,
+                    file_name=rec.file_name,
+                    original_file_name=rec.original_file_name,
+                    call_begin=format_time(rec.call_begin),
+                    call_end=format_time(rec.call_end),
+                    size=rec.size,
+                    sha256=self.recording_sha256(rec),
+                )
+                for call in calls
+                for rec in call.recordings
+            ],
+        )
+
+    # ------------------------------------------------------------------ counters and faults
+
+    def _count(self, name: str, amount: int = 1) -> None:
+        if not amount:
+            return
+        with self._counter_cond:
+            self._counters[name] += amount
+            self._counter_cond.notify_all()
+
+    def _reset_fault_streams(self) -> None:
+        seed = self._faults.fault_seed
+        kinds = (
+            "error",
+            "error_status",
+            "reset",
+            "reset_point",
+            "throttle",
+            "not_found",
+            "expired_url",
+            "duplicate_callback",
+            "lost_callback",
+            "bad_signature_callback",
+        )
+        self._streams = {kind: random.Random(f"{seed}:{kind}") for kind in kinds}
+        self._throttle_left = {"query": 0, "download": 0}
+
+    def _roll(self, kind: str, rate: float) -> bool:
+        if rate <= 0:
+            return False
+        with self._lock:
+            return self._streams[kind].random() < rate
+
+    def _throttled(self, category: str) -> bool:
+        faults = self._faults
+        with self._lock:
+            if self._throttle_left[category] > 0:
+                self._throttle_left[category] -= 1
+                return True
+            if faults.throttle_rate > 0 and self._streams["throttle"].random() < faults.throttle_rate:
+                self._throttle_left[category] = faults.throttle_burst - 1
+                return True
+        return False
+
+    def _cut_point(self, length: int) -> int | None:
+        """Where the reset fault cuts a body of ``length`` bytes (None: no fault this time)."""
+        if length < 2 or not self._roll("reset", self._faults.reset_rate):
+            return None
+        with self._lock:
+            fraction = self._streams["reset_point"].uniform(0.05, 0.9)
+        self._count("resets_injected")
+        return max(1, min(length - 1, int(length * fraction)))
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock(), UTC)
+
+    # ------------------------------------------------------------------ dispatch
+
+    def _dispatch(self, ex: Exchange) -> None:
+        ex.on_status = lambda status: self._count(f"http_{status}")
+        ex.on_bytes = lambda n: self._count("bytes_served", n)
+        self._count("requests_total")
+        if not ex.read_body():  # also for GET: keeps a keep-alive connection in step
+            return
+        if ex.path.startswith(CCFS_PREFIX):
+            self._ccfs(ex, ex.path[len(CCFS_PREFIX) :])
+        elif ex.path.startswith(OBS_PREFIX):
+            self._obs_get(ex)
+        elif ex.path == ADMIN_PREFIX or ex.path.startswith(ADMIN_PREFIX + "/"):
+            self._admin(ex)
+        else:
+            ex.send_json(404, {"error": "not found"})
+
+    def _reply(self, ex: Exchange, code: str, data: Any = None, desc: str | None = None) -> None:
+        self._count(f"results.{code}")
+        if code == "0":
+            description = "success"
+        else:
+            description = RESULT_DESCRIPTIONS.get(code, "error")
+            if desc:
+                description = f"{description}: {desc}"
+        ex.send_json(
+            200,
+            {
+                "resultCode": code,
+                "resultDesc": description,
+                "resultData": data if code == "0" else "",
+                "response": {"version": "2.0", "resultCode": code, "resultMsg": description},
+            },
+        )
+
+    def _ccfs(self, ex: Exchange, op: str) -> None:
+        if op not in OPERATIONS:
+            self._count("requests_by_op.unknown")
+            ex.send_json(404, {"error": f"no such operation: {op[:60]}"})
+            return
+        self._count(f"requests_by_op.{op}")
+        if ex.method != "POST":
+            ex.send_json(405, {"error": "CC-FS operations are POST"}, {"Allow": "POST"})
+            return
+        faults = self._faults
+        if faults.latency_ms > 0:
+            self._count("latency_injected")
+            time.sleep(faults.latency_ms / 1000)
+        try:
+            ak = verify(
+                ex.headers.get("Authorization"),
+                "POST",
+                ex.path,
+                ex.headers.items(),
+                ex.body,
+                self._keys.get,
+                now=self._now(),
+                max_skew=self.config.max_skew,
+                query=ex.query or None,
+            )
+        except SignatureError as exc:
+            self._count("http_401_" + exc.reason)
+            ex.send_json(401, {"resultCode": "401", "resultDesc": f"authentication failed: {exc.reason}"})
+            return
+        if self._roll("error", faults.error_rate):
+            self._count("errors_injected")
+            with self._lock:
+                status = self._streams["error_status"].choice((500, 503))
+            ex.send(status, f"<html><body><h1>{status}</h1></body></html>".encode(), "text/html")
+            return
+        category = "query" if op in QUERY_OPS else "download"
+        if self._throttled(category):
+            self._count("throttles_injected")
+            self._reply(ex, "0300009" if category == "query" else "0300008")
+            return
+        if not ex.body.strip():
+            self._reply(ex, "0300007")
+            return
+        try:
+            payload = json.loads(ex.body)
+        except (ValueError, UnicodeDecodeError):
+            self._reply(ex, "0300004", desc="body is not JSON")
+            return
+        if not isinstance(payload, dict):
+            self._reply(ex, "0300004", desc="body is not a JSON object")
+            return
+        payload = _drop_nulls(payload)
+        handler = getattr(self, f"_op_{op}")
+        handler(ex, ak, payload)
+
+    def _validate[M: BaseModel](self, ex: Exchange, model: type[M], payload: dict[str, Any]) -> M | None:
+        try:
+            return model.model_validate(payload)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            self._reply(ex, result_code_for(exc), desc=where or first["type"])
+            return None
+
+    # ------------------------------------------------------------------ operations
+
+    def _op_queryBillData(self, ex: Exchange, ak: str, payload: dict[str, Any]) -> None:
+        request = self._validate(ex, QueryBillDataRequest, payload)
+        if request is None:
+            return
+        body = request.msgBody
+        raw_body = payload.get("msgBody") or {}
+        account_present = "accountId" in raw_body
+        response_id = uuid.uuid4().hex
+        zone = self._zone_for(body.accountId)
+        query_day = datetime.fromtimestamp(self._clock(), zone).date()
+        bill_name = f"{query_day:%Y%m%d}_{response_id}.zip"
+        query = _Query(
+            response_id=response_id,
+            ak=ak,
+            body=body,
+            account_present=account_present,
+            account_value=raw_body.get("accountId") if account_present else None,
+            bill_file_name=bill_name,
+            callback_url=body.callBackURL,
+            created_at=self._clock(),
+        )
+        with self._lock:
+            self._queries[response_id] = query
+            self._bills[bill_name] = _Bill(ak=ak)
+        self._count("queries_accepted")
+        if self._scheduler is not None:
+            self._scheduler.call_later(self.config.callback_delay, lambda: self._callback_attempt(response_id))
+        self._reply(ex, "0", {"responseId": response_id})
+
+    def _op_downloadBillFile(self, ex: Exchange, ak: str, payload: dict[str, Any]) -> None:
+        request = self._validate(ex, DownloadBillFileRequest, payload)
+        if request is None:
+            return
+        with self._lock:
+            bill = self._bills.get(request.msgBody.billFileName)
+            path = bill.path if bill is not None and bill.ak == ak else None
+        if path is None or not path.exists():
+            self._reply(ex, "0300012")
+            return
+        length = path.stat().st_size
+        self._count("bills_downloaded")
+        ex.send_stream(
+            200,
+            BINARY_TYPE,
+            length,
+            _file_chunks(path),
+            cut_at=self._cut_point(length),
+            headers={"Content-Disposition": f'attachment; filename="{request.msgBody.billFileName}"'},
+        )
+
+    def _op_getRecordFileUrlFromObs(self, ex: Exchange, ak: str, payload: dict[str, Any]) -> None:
+        request = self._validate(ex, GetRecordFileUrlRequest, payload)
+        if request is None:
+            return
+        faults = self._faults
+        if request.callId in faults.not_found_calls or self._roll("not_found", faults.not_found_rate):
+            self._count("not_found_injected")
+            self._reply(ex, "0300012")
+            return
+        utc_times = payload.get("version") in (None, "")
+        found: list[Recording] = []
+        for call in self.center.find_call(request.callId):
+            begin, end = request.beginTime, request.endTime
+            if utc_times:
+                zone = self.center.zone(call.account_id)
+                begin = _utc_to_local(begin, zone)
+                end = _utc_to_local(end, zone)
+            found.extend(r for r in call.recordings if begin <= r.call_begin <= end)
+        if not found:
+            self._reply(ex, "0300012")
+            return
+        found.sort(key=lambda r: (r.call_begin, r.file_name))
+        urls = [self._presign(r) for r in found]
+        self._count("urls_issued", len(urls))
+        value: str | list[str]
+        if len(urls) == 1:
+            value = urls[0]
+        elif self.config.url_list_style == "comma":
+            value = ",".join(urls)
+        else:
+            value = urls
+        self._reply(ex, "0", {"url": value})
+
+    def _presign(self, recording: Recording) -> str:
+        now = int(self._clock())
+        if self._roll("expired_url", self._faults.expired_url_rate):
+            self._count("expired_urls_issued")
+            expires = now - 60
+        else:
+            expires = now + self.config.url_expiry_seconds
+        path = f"{OBS_PREFIX}{recording.account_id}/{recording.day:%Y%m%d}{recording.file_name}"
+        return self._obs.presign(self.base_url, path, expires)
+
+    def _op_downloadRecordFile(self, ex: Exchange, ak: str, payload: dict[str, Any]) -> None:
+        request = self._validate(ex, DownloadRecordFileRequest, payload)
+        if request is None:
+            return
+        recording = self.center.find_by_file_name(request.msgBody.fileName)
+        if recording is None:
+            self._reply(ex, "0300012")
+            return
+        self._send_recording(ex, recording, BINARY_TYPE)
+
+    def _op_downloadRecord(self, ex: Exchange, ak: str, payload: dict[str, Any]) -> None:
+        request = self._validate(ex, DownloadRecordRequest, payload)
+        if request is None:
+            return
+        name, cc_id = request.msgBody.fileName, request.msgBody.ccId
+        by_name = self.center.find_by_original(name)
+        recordings = (
+            [by_name] if by_name is not None else [r for call in self.center.find_call(name) for r in call.recordings]
+        )
+        recordings = [r for r in recordings if cc_id is None or r.cc_id == cc_id]
+        if not recordings:
+            self._reply(ex, "0300012")
+            return
+        if len(recordings) == 1:
+            self._send_recording(ex, recordings[0], BINARY_TYPE)
+            return
+        recordings.sort(key=lambda r: (r.call_begin, r.file_name))
+        members = [(r.file_name.rsplit("/", 1)[-1], r.size, self.recording_bytes(r)) for r in recordings]
+        estimate = sum(r.size for r in recordings)
+        self._count("recordings_downloaded", len(recordings))
+        ex.send_chunked(
+            200,
+            BINARY_TYPE,
+            lambda out: stream_zip_of(members, out),
+            cut_at=self._cut_point(estimate),
+            headers={"Content-Disposition": f'attachment; filename="{recordings[0].call_id}.zip"'},
+        )
+
+    def _send_recording(self, ex: Exchange, recording: Recording, content_type: str) -> None:
+        self._count("recordings_downloaded")
+        stem = recording.file_name.rsplit("/", 1)[-1]
+        ex.send_stream(
+            200,
+            content_type,
+            recording.size,
+            self.recording_bytes(recording),
+            cut_at=self._cut_point(recording.size) if ex.method != "HEAD" else None,
+            headers={"Content-Disposition": f'attachment; filename="{stem}"'},
+        )
+
+    # ------------------------------------------------------------------ object storage
+
+    def _obs_get(self, ex: Exchange) -> None:
+        self._count("obs_requests")
+        request_id = secrets.token_hex(8).upper()
+        if ex.method not in ("GET", "HEAD"):
+            ex.send(405, error_xml("MethodNotAllowed", "only GET", request_id), "application/xml")
+            return
+        if self._faults.latency_ms > 0:
+            self._count("latency_injected")
+            time.sleep(self._faults.latency_ms / 1000)
+        params = dict(ex.query)
+        problem = self._obs.check(ex.path, params)
+        if problem is None and int(self._clock()) > int(params["Expires"]):
+            problem = ("AccessDenied", int(params["Expires"]))
+            self._count("obs_403_expired")
+            message = "Request has expired"
+        elif problem is not None:
+            self._count("obs_403_signature" if problem[0] == "SignatureDoesNotMatch" else "obs_403_denied")
+            message = "The request signature we calculated does not match the signature you provided."
+        if problem is not None:
+            self._count("obs_403")
+            ex.send(403, error_xml(problem[0], message, request_id), "application/xml")
+            return
+        recording = self._obs_object(ex.path)
+        if recording is None:
+            self._count("obs_404")
+            ex.send(404, error_xml("NoSuchKey", "The specified key does not exist.", request_id), "application/xml")
+            return
+        self._count("obs_downloads")
+        ex.send_stream(
+            200,
+            WAV_TYPE,
+            recording.size,
+            self.recording_bytes(recording),
+            cut_at=self._cut_point(recording.size) if ex.method == "GET" else None,
+            headers={"x-obs-request-id": request_id},
+        )
+
+    def _obs_object(self, path: str) -> Recording | None:
+        rest = path[len(OBS_PREFIX) :]
+        account, _, rest = rest.partition("/")
+        day, _, file_path = rest.partition("/")
+        recording = self.center.find_by_file_name("/" + file_path)
+        if recording is None or recording.account_id != account:
+            return None
+        return recording if f"{recording.day:%Y%m%d}" == day else None
+
+    # ------------------------------------------------------------------ admin
+
+    def _admin(self, ex: Exchange) -> None:
+        if not _is_loopback(ex.client_host):
+            ex.send_json(403, {"error": "the admin API is for loopback clients only"})
+            return
+        route = (ex.method, ex.path[len(ADMIN_PREFIX) :].rstrip("/"))
+        params = dict(ex.query)
+        try:
+            if route == ("GET", "/counters"):
+                ex.send_json(200, self.counters())
+            elif route == ("GET", "/faults"):
+                ex.send_json(200, self._faults.to_json())
+            elif route == ("POST", "/faults"):
+                changes = json.loads(ex.body or b"{}")
+                if not isinstance(changes, dict):
+                    raise ValueError("faults must be a JSON object")
+                self.set_faults(**changes)
+                ex.send_json(200, self._faults.to_json())
+            elif route == ("POST", "/reset"):
+                with self._lock:
+                    self._faults = self._initial_faults
+                    self._reset_fault_streams()
+                self.reset_counters()
+                ex.send_json(200, {"reset": True})
+            elif route == ("GET", "/truth"):
+                truth = self.truth(
+                    params.get("account") or None, parse_time(params["begin"]), parse_time(params["end"])
+                )
+                ex.send_json(200, truth.to_json())
+            elif route == ("GET", "/calls"):
+                day = date.fromisoformat(params["day"])
+                ex.send_json(200, [_call_json(c) for c in self.calls(params["account"], day)])
+            elif route == ("GET", "/queries"):
+                ex.send_json(200, self.queries())
+            elif route == ("GET", "/info"):
+                ex.send_json(200, self.info(include_secret=False))
+            else:
+                ex.send_json(404, {"error": "unknown admin route"})
+        except (KeyError, ValueError, TypeError) as exc:
+            ex.send_json(400, {"error": f"{type(exc).__name__}: {exc}"})
+
+    def info(self, include_secret: bool = True) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "base_url": self.base_url,
+            "ca_bundle": self.ca_bundle,
+            "ak": self.ak,
+            "tenants": [{"account_id": t.account_id, "tz": t.tz} for t in self.center.tenants],
+            "admin_url": self.admin_url,
+            "obs_host": self.obs_host,
+            "base_date": self.base_date.isoformat(),
+            "days": self.config.days,
+        }
+        if include_secret:
+            data["sk"] = self.sk
+        return data
+
+    # ------------------------------------------------------------------ bills and callbacks
+
+    def _zone_for(self, account_id: str | None) -> ZoneInfo:
+        if account_id and self.center.tenant(account_id) is not None:
+            return self.center.zone(account_id)
+        return self.center.zone(self.center.tenants[0].account_id)
+
+    def _select_calls(self, body: QueryBillDataBody) -> list[Call]:
+        if body.accountId:
+            accounts = [body.accountId] if self.center.tenant(body.accountId) is not None else []
+        else:
+            accounts = [t.account_id for t in self.center.tenants]
+        calls = [c for a in accounts for c in self.center.calls_between(a, body.beginTime, body.endTime)]
+
+        def keep(call: Call) -> bool:
+            first = call.legs[0]
+            return (
+                (body.callId is None or call.call_id == body.callId)
+                and (body.agentId is None or call.agent_id == body.agentId)
+                and (body.callerNo is None or first["caller_no"] == body.callerNo)
+                and (body.calleeNo is None or first["callee_no"] == body.calleeNo)
+                and (body.calleeNo2 is None or first["callee_no"] == body.calleeNo2)
+            )
+
+        return [c for c in calls if keep(c)]
+
+    def _build_bill(self, query: _Query) -> None:
+        assert self._tmp is not None
+        body = query.body
+        calls = self._select_calls(body)
+        cdr_rows = [leg for call in calls for leg in call.legs]
+        index_rows = [rec.row for call in calls for rec in call.recordings]
+        path = Path(self._tmp.name) / query.bill_file_name
+        entries = write_bill_zip(
+            path,
+            generated_at=datetime.fromtimestamp(self._clock(), self._zone_for(body.accountId)),
+            random_digits=f"{random.Random(query.response_id).randrange(1000):03d}",
+            cdr=(CDR_HEADER, cdr_rows) if body.dataType in ("call", "call_record") else None,
+            index=(INDEX_HEADER, index_rows) if body.dataType in ("record", "call_record") else None,
+            split_rows=self.config.split_rows,
+        )
+        with self._lock:
+            bill = self._bills[query.bill_file_name]
+            bill.path, bill.entries = path, entries
+        self._count("bills_built")
+
+    def _callback_attempt(self, response_id: str) -> None:
+        with self._lock:
+            query = self._queries.get(response_id)
+            bill = self._bills.get(query.bill_file_name) if query else None
+        if query is None or bill is None or query.status in _FINAL:
+            return
+        if bill.path is None:
+            try:
+                self._build_bill(query)
+            except Exception:
+                log.exception("building bill %s failed", query.bill_file_name)
+                self._count("bills_failed")
+                query.status = "failed"
+                return
+        faults = self._faults
+        if query.attempts == 0:
+            if self._roll("lost_callback", faults.lost_callback_rate):
+                self._count("callbacks_lost")
+                query.status = "lost"
+                return
+            query.bad_signature_pending = self._roll("bad_signature_callback", faults.bad_signature_callback_rate)
+        query.attempts += 1
+        bad_signature, query.bad_signature_pending = query.bad_signature_pending, False
+        if bad_signature:
+            self._count("callbacks_bad_signature")
+        acked = self._post_callback(query, bad_signature=bad_signature)
+        if acked:
+            self._count("callbacks_acked")
+            if bad_signature:
+                self._count("callbacks_bad_signature_accepted")
+            query.status = "acked"
+            if self._roll("duplicate_callback", faults.duplicate_callback_rate) and self._scheduler:
+                self._scheduler.call_later(0, lambda: self._duplicate_callback(query))
+            return
+        self._count("callbacks_failed")
+        if query.attempts >= self.config.callback_max_tries:
+            query.status = "given_up"
+            self._count("callbacks_given_up")
+            log.warning("callback for %s given up after %d tries", response_id, query.attempts)
+        elif self._scheduler is not None:
+            self._scheduler.call_later(self.config.callback_retry_interval, lambda: self._callback_attempt(response_id))
+
+    def _duplicate_callback(self, query: _Query) -> None:
+        self._count("callbacks_duplicated")
+        self._post_callback(query, bad_signature=False)
+
+    def callback_body(self, query_summary: dict[str, Any]) -> bytes:
+        """The exact callback body for a query (as listed by :meth:`queries`)."""
+        msg: dict[str, Any] = {
+            "responseId": query_summary["responseId"],
+            "billFileName": query_summary["billFileName"],
+        }
+        if query_summary.get("accountId") is not None:
+            msg["accountId"] = query_summary["accountId"]
+        return json.dumps({"request": {"version": "2.0"}, "msgBody": msg}, separators=(",", ":")).encode()
+
+    def _callback_client(self) -> httpx.Client:
+        with self._lock:  # created on first use: loading the system CA store costs ~20 ms
+            if self._http is None:
+                self._http = httpx.Client(verify=self._callback_verify(), timeout=self.config.callback_timeout)
+            return self._http
+
+    def _post_callback(self, query: _Query, *, bad_signature: bool) -> bool:
+        summary = query.summary()
+        summary["accountId"] = query.account_value if query.account_present else None
+        body = self.callback_body(summary)
+        parts = urlsplit(query.callback_url)
+        host = parts.netloc.rpartition("@")[2]
+        headers = {
+            "Content-Type": "application/json;charset=UTF-8",
+            "Content-Length": str(len(body)),
+            "Host": host,
+        }
+        sk = self._keys[query.ak]
+        if bad_signature:
+            sk = "wrong-" + sk
+        timestamp = datetime.fromtimestamp(self._clock() + self._faults.clock_skew_seconds, UTC)
+        authorization = sign(
+            query.ak,
+            sk,
+            "POST",
+            parts.path or "/",
+            headers,
+            body,
+            timestamp=timestamp,
+            query=parse_qsl(parts.query, keep_blank_values=True) or None,
+        )
+        self._count("callbacks_sent")
+        try:
+            reply = self._callback_client().post(
+                query.callback_url, content=body, headers={**headers, "Authorization": authorization}
+            )
+        except httpx.HTTPError as exc:
+            log.info("callback for %s failed: %s", query.response_id, type(exc).__name__)
+            return False
+        if reply.status_code != 200:
+            log.info("callback for %s answered HTTP %s", query.response_id, reply.status_code)
+            return False
+        try:
+            code = reply.json().get("resultCode")
+        except (ValueError, AttributeError):
+            return False
+        return str(code) == "0"
+
+
+def _drop_nulls(payload: dict[str, Any]) -> dict[str, Any]:
+    """JSON ``null`` means "absent" to CC-FS (a Java service): drop null members, one level deep
+    in ``msgBody`` too, so a null required field is reported as missing (0300001)."""
+    cleaned = {k: v for k, v in payload.items() if v is not None}
+    body = cleaned.get("msgBody")
+    if isinstance(body, dict):
+        cleaned["msgBody"] = {k: v for k, v in body.items() if v is not None}
+    return cleaned
+
+
+def _utc_to_local(value: datetime, zone: ZoneInfo) -> datetime:
+    return value.replace(tzinfo=UTC).astimezone(zone).replace(tzinfo=None)
+
+
+def _file_chunks(path: Path, size: int = 64 * 1024) -> Iterator[bytes]:
+    with path.open("rb") as handle:
+        while chunk := handle.read(size):
+            yield chunk
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def _call_json(call: Call) -> dict[str, Any]:
+    return {
+        "account_id": call.account_id,
+        "call_id": call.call_id,
+        "begin": format_time(call.begin),
+        "end": format_time(call.end),
+        "call_type": call.call_type,
+        "answered": call.answered,
+        "agent_id": call.agent_id,
+        "legs": call.legs,
+        "recordings": [
+            {
+                "file_name": r.file_name,
+                "original_file_name": r.original_file_name,
+                "call_begin": format_time(r.call_begin),
+                "call_end": format_time(r.call_end),
+                "size": r.size,
+            }
+            for r in call.recordings
+        ],
+    }
