@@ -24,9 +24,9 @@ _CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_conne
 @cache
 def client(service: str) -> Any:
     """A cached boto3 client (``s3``, ``sqs``, ``dynamodb``, ``secretsmanager``, ``ssm``)."""
-    return boto3.session.Session().client(service, config=_CONFIG)  # type: ignore[call-overload]
+    return boto3.session.Session().client(service, config=_CONFIG)
 
 
 @cache
 def resource(service: str) -> Any:
-    return boto3.session.Session().resource(service, config=_CONFIG)  # type: ignore[call-overload]
+    return boto3.session.Session().resource(service, config=_CONFIG)
