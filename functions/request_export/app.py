@@ -1,7 +1,134 @@
-"""Placeholder: the handler arrives with issue 4."""
+"""request_export: ask CC-FS for bill files, on a schedule and for backfills.
 
+Two event kinds reach this function:
+
+- a schedule tick (EventBridge rule ``Scheduled Event`` from ``aws.events``, or EventBridge
+  Scheduler, whose target input is whatever the schedule sets; an empty ``{}`` is accepted too):
+  every tenant's due windows are claimed and requested, then the reconciler runs;
+- an SQS batch from RequestQueue: backfill messages ``{accountId?, beginTime, endTime, dataType?}``,
+  processed with partial batch responses (``ReportBatchItemFailures``). A malformed message fails
+  its record on purpose: SQS moves it to the DLQ after ``maxReceiveCount`` and the DLQ alarm fires.
+
+The domain lives in ``exporter.requesting``; this module parses, wires adapters and reports.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
 from typing import Any
 
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
-def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    raise NotImplementedError("handler not built yet (issue 4)")
+from exporter import ccfs_factory
+from exporter.aws import client, logger, metrics
+from exporter.config import ConfigError, Settings, get_settings
+from exporter.jobs import JobStore
+from exporter.requesting import (
+    InvalidBackfill,
+    Report,
+    RequestContext,
+    handle_backfill,
+    parse_backfill,
+    run_tick,
+)
+
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+
+# The domain modules log through the stdlib loggers "exporter.*" and "ccfs.*": give them the
+# Powertools JSON handler so their lines carry the same keys (and the Lambda request id).
+for _name in ("exporter", "ccfs"):
+    logging.getLogger(_name)
+copy_config_to_registered_loggers(source_logger=logger, include={"exporter", "ccfs"})
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _sender(queue_url: str, variable: str) -> Any:
+    def send(message: dict[str, str]) -> None:
+        if not queue_url:
+            raise ConfigError(f"{variable} is not set")
+        client("sqs").send_message(QueueUrl=queue_url, MessageBody=json.dumps(message, separators=(",", ":")))
+
+    return send
+
+
+def build_context(settings: Settings, lambda_context: LambdaContext) -> RequestContext:
+    return RequestContext(
+        settings=settings,
+        store=JobStore(settings.jobs_table, settings.retention_days),
+        ccfs=lambda: ccfs_factory.ccfs_client(settings),
+        clock=utc_now,
+        send_request=_sender(settings.request_queue_url, "REQUEST_QUEUE_URL"),
+        send_bill=_sender(settings.bill_queue_url, "BILL_QUEUE_URL"),
+        time_left_ms=lambda_context.get_remaining_time_in_millis,
+    )
+
+
+def is_sqs_event(event: Any) -> bool:
+    records = event.get("Records") if isinstance(event, dict) else None
+    return bool(records) and all(isinstance(r, dict) and r.get("eventSource") == "aws:sqs" for r in records)
+
+
+def is_schedule_event(event: Any) -> bool:
+    """An EventBridge rule's ``Scheduled Event``, or whatever EventBridge Scheduler delivers (its
+    default notification, or the schedule's Input). Anything that is not an SQS batch counts: a
+    tick is always safe to run (it only claims due windows), so being strict here would only risk
+    silently skipping ticks after a change of the schedule's payload."""
+    return isinstance(event, dict) and "Records" not in event
+
+
+def _emit(report: Report) -> None:
+    for name, value in report.metrics().items():
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+
+
+def _backfill_batch(event: dict[str, Any], ctx: RequestContext, context: LambdaContext) -> dict[str, Any]:
+    report = Report()
+
+    def record_handler(record: SQSRecord) -> None:
+        try:
+            backfill = parse_backfill(record.body, ctx.settings)
+        except InvalidBackfill as exc:
+            report.backfill_rejected += 1
+            logger.error(
+                "backfill message rejected; it will be retried until it reaches the DLQ",
+                extra={"messageId": record.message_id, "reason": str(exc)},
+            )
+            raise
+        handle_backfill(ctx, backfill, report)
+
+    try:
+        return process_partial_response(
+            event=event, record_handler=record_handler, processor=processor, context=context
+        )
+    finally:
+        _emit(report)
+
+
+@logger.inject_lambda_context(log_event=False)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    settings = get_settings()
+    ctx = build_context(settings, context)
+    if is_sqs_event(event):
+        return _backfill_batch(event, ctx, context)
+    if not is_schedule_event(event):
+        raise ValueError("unsupported event: expected a scheduled event or an SQS batch from RequestQueue")
+    report = run_tick(ctx)
+    _emit(report)
+    summary = report.summary()
+    logger.info(
+        "schedule tick done",
+        extra={**summary, "trigger": event.get("source") or event.get("detail-type") or "unknown"},
+    )
+    if report.auth_error is not None:
+        raise report.auth_error
+    return summary

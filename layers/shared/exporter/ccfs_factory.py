@@ -10,12 +10,14 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities import parameters
 
-from ccfs.client import CcfsClient, CcfsConfig
 from exporter.config import ConfigError, Settings
+
+if TYPE_CHECKING:  # imported lazily: the callback only needs secret_for, not the HTTP client
+    from ccfs.client import CcfsClient
 
 __all__ = ["ccfs_client", "credentials", "secret_for"]
 
@@ -63,6 +65,8 @@ def _ca_bundle_path(settings: Settings) -> str | None:
 def ccfs_client(settings: Settings) -> CcfsClient:
     """The process-wide CC-FS client, rebuilt when the credentials or CA bundle change."""
     global _client, _client_key
+    from ccfs.client import CcfsClient, CcfsConfig
+
     ak, sk = credentials(settings)
     ca = _ca_bundle_path(settings)
     key = (settings.ccfs_base_url, ak, hashlib.sha256(sk.encode()).hexdigest(), ca)

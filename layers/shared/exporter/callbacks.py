@@ -1,0 +1,161 @@
+"""What an authentic, valid bill callback does to the jobs table and the BillQueue.
+
+The callback must answer CC-FS within a second and CC-FS repeats callbacks (every 10 minutes until
+it sees success, and sometimes anyway), so this is a small state machine on the job item, every
+step a conditional write (docs/design.md, "Exactly-once rules"):
+
+- ``REQUESTED`` → ``READY`` (``bill_enqueued = false``) → one BillQueue message → ``bill_enqueued = true``.
+- ``READY`` with ``bill_enqueued`` still false (the send failed before) → send again, set the flag.
+- ``READY``/``DOWNLOADING``/``COMPLETED`` or a ``FAILED`` job that already had its callback → duplicate:
+  nothing written, nothing sent.
+- A ``FAILED`` job that never had a callback (the reconciler gave up waiting) → late data is still
+  data: ``READY`` again, bill sent, its window leaves ``FAILED``.
+- ``SUPERSEDED`` (re-requested after the timeout) → the callback is remembered on the item
+  (``callback_at``, ``bill_file_name``) for an operator, no download: the window's current job will
+  deliver the same data.
+- Unknown responseId → an ``UNSOLICITED`` item, no download, unless ``ALLOW_UNSOLICITED``.
+
+A failed send raises: the handler answers 5xx, CC-FS calls back again, and the ``READY`` +
+``bill_enqueued = false`` state makes that retry send the message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from ccfs.models import BillCallbackBody
+from exporter.config import ALL_ACCOUNTS
+from exporter.jobs import JobStore
+from exporter.keys import JobStatus
+
+__all__ = [
+    "OUTCOME_METRICS",
+    "BillSender",
+    "CallbackOutcome",
+    "bill_message",
+    "enqueue_bill",
+    "process_callback",
+    "promote_early_callback",
+]
+
+BillSender = Callable[[dict[str, str]], None]
+"""Sends one BillQueue message body (a dict serialised as JSON by the adapter)."""
+
+_MAX_ROUNDS = 4
+
+
+class CallbackOutcome(StrEnum):
+    ACCEPTED = "ACCEPTED"
+    """REQUESTED → READY, bill message sent."""
+    RE_ENQUEUED = "RE_ENQUEUED"
+    """READY whose earlier send had failed: bill message sent now."""
+    REVIVED = "REVIVED"
+    """A FAILED job that never had its callback got it late: READY, bill message sent."""
+    DUPLICATE = "DUPLICATE"
+    """Already handled: nothing written, nothing sent."""
+    SUPERSEDED = "SUPERSEDED"
+    """Late callback for a re-requested job: remembered, no download."""
+    UNSOLICITED = "UNSOLICITED"
+    """Unknown responseId: recorded as UNSOLICITED, no download."""
+    UNSOLICITED_ACCEPTED = "UNSOLICITED_ACCEPTED"
+    """Unknown responseId with ALLOW_UNSOLICITED: READY, bill message sent."""
+
+
+OUTCOME_METRICS: dict[CallbackOutcome, tuple[str, ...]] = {
+    CallbackOutcome.ACCEPTED: ("CallbacksAccepted",),
+    CallbackOutcome.RE_ENQUEUED: ("CallbacksAccepted",),
+    CallbackOutcome.REVIVED: ("CallbacksAccepted",),
+    CallbackOutcome.DUPLICATE: ("CallbackDuplicate",),
+    CallbackOutcome.SUPERSEDED: ("CallbackDuplicate",),
+    CallbackOutcome.UNSOLICITED: ("CallbackUnsolicited",),
+    CallbackOutcome.UNSOLICITED_ACCEPTED: ("CallbackUnsolicited", "CallbacksAccepted"),
+}
+"""Metric names (count 1 each) per outcome (docs/design.md metric list)."""
+
+
+def bill_message(job: Mapping[str, Any]) -> dict[str, str]:
+    """The BillQueue message for a READY job: ``{responseId, billFileName, tenant, accountId?}``."""
+    message = {
+        "responseId": str(job["response_id"]),
+        "billFileName": str(job["bill_file_name"]),
+        "tenant": str(job.get("tenant") or ALL_ACCOUNTS),
+    }
+    if job.get("account_id"):
+        message["accountId"] = str(job["account_id"])
+    return message
+
+
+def enqueue_bill(store: JobStore, send_bill: BillSender, job: Mapping[str, Any]) -> None:
+    """Send the job's one bill message, then remember it was sent."""
+    send_bill(bill_message(job))
+    store.set_bill_enqueued(str(job["response_id"]))
+
+
+def process_callback(
+    store: JobStore,
+    send_bill: BillSender,
+    body: BillCallbackBody,
+    *,
+    allow_unsolicited: bool,
+    now: datetime,
+) -> CallbackOutcome:
+    """Apply one authentic, validated callback. Idempotent: replaying it changes nothing more."""
+    rid = body.responseId
+    name = body.billFileName
+    for _ in range(_MAX_ROUNDS):
+        job = store.get_job(rid)
+        if job is None:
+            tenant = body.accountId or ALL_ACCOUNTS
+            if not store.put_unsolicited(rid, name, tenant, body.accountId, now):
+                continue  # the item appeared meanwhile: look again
+            if not allow_unsolicited:
+                return CallbackOutcome.UNSOLICITED
+            job = {"response_id": rid, "tenant": tenant, "account_id": body.accountId, "job_status": "UNSOLICITED"}
+
+        status = job.get("job_status")
+        if status == JobStatus.REQUESTED:
+            if not store.mark_ready(rid, name, now, from_status=JobStatus.REQUESTED):
+                continue
+            enqueue_bill(store, send_bill, {**job, "bill_file_name": name})
+            return CallbackOutcome.ACCEPTED
+        if status == JobStatus.UNSOLICITED and allow_unsolicited and not job.get("bill_enqueued"):
+            if not store.mark_ready(rid, name, now, from_status=JobStatus.UNSOLICITED):
+                continue
+            enqueue_bill(store, send_bill, {**job, "bill_file_name": name})
+            return CallbackOutcome.UNSOLICITED_ACCEPTED
+        if status == JobStatus.READY and not job.get("bill_enqueued"):
+            enqueue_bill(store, send_bill, job)
+            return CallbackOutcome.RE_ENQUEUED
+        if status == JobStatus.FAILED and "callback_at" not in job:
+            if not store.mark_ready(rid, name, now, from_status=JobStatus.FAILED):
+                continue
+            enqueue_bill(store, send_bill, {**job, "bill_file_name": name})
+            if job.get("window_pk") and job.get("window_sk"):
+                store.clear_failed_window(str(job["window_pk"]), str(job["window_sk"]), rid)
+            return CallbackOutcome.REVIVED
+        if status == JobStatus.SUPERSEDED and "callback_at" not in job:
+            store.record_superseded_callback(rid, name, now)
+            return CallbackOutcome.SUPERSEDED
+        return CallbackOutcome.DUPLICATE
+    raise RuntimeError(f"job {rid} kept changing while its callback was applied; CC-FS will call back again")
+
+
+def promote_early_callback(store: JobStore, send_bill: BillSender, response_id: str, now: datetime) -> bool:
+    """The callback of a request arrived before the request was recorded (an ``UNSOLICITED`` item,
+    now linked to its window): treat it as the job's callback. Returns whether a bill was sent."""
+    job = store.get_job(response_id)
+    if job is None or not job.get("bill_file_name"):
+        return False
+    status = job.get("job_status")
+    if status == JobStatus.UNSOLICITED:
+        if not store.mark_ready(response_id, str(job["bill_file_name"]), now, from_status=JobStatus.UNSOLICITED):
+            return False
+        enqueue_bill(store, send_bill, job)
+        return True
+    if status == JobStatus.READY and not job.get("bill_enqueued"):
+        enqueue_bill(store, send_bill, job)
+        return True
+    return False

@@ -1,0 +1,518 @@
+"""request_export's domain: the schedule tick, the reconciler and backfill messages.
+
+Nothing here reads the environment, the wall clock or AWS directly: a :class:`RequestContext`
+carries the settings, the jobs store, a CC-FS client provider, a clock, the queue senders and the
+invocation's time budget, so tests drive every path with fakes and a fixed ``now``.
+
+Error policy for ``queryBillData`` (the client has already retried transient failures):
+
+- transient (5xx, timeouts, flow control) or a malformed reply: the window stays ``CLAIMED`` with
+  ``last_error``; the reconciler asks again on a later tick; CC-FS is left alone for the rest of
+  this invocation. Metric ``CcfsErrors``.
+- "no data found" (0300012): the window is done, without a job (``no_data``).
+- permanent (0300001-7, 0300010, …): the window becomes ``FAILED`` with the error, metric
+  ``JobsFailed``; the tenant stops for this tick so a systematic error fails one window per tick,
+  not a whole catch-up.
+- signature rejected (HTTP 401): every further call would fail the same way and the cause is the
+  credentials or the clock, not the window: the window stays ``CLAIMED`` (nothing is lost once it is
+  fixed), everything stops, and the invocation fails (function-error alarm; SQS redelivers).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Any, Literal, Protocol
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, StringConstraints, ValidationError, model_validator
+
+from ccfs.errors import CcfsAuthError, CcfsError, CcfsNotFound, CcfsPermanentError
+from ccfs.models import TIME_FORMAT, parse_time
+from exporter.callbacks import BillSender, promote_early_callback
+from exporter.config import ALL_ACCOUNTS, ConfigError, Settings
+from exporter.jobs import JobStore, NewJob, RecordResult, WindowClaim
+from exporter.keys import JobStatus
+from exporter.planner import Window, initial_cursor, plan_windows, settled_local, split_range
+
+__all__ = [
+    "CLAIM_RETRY_MINUTES",
+    "Backfill",
+    "BackfillMessage",
+    "BackfillRetry",
+    "BillRequester",
+    "InvalidBackfill",
+    "Report",
+    "RequestContext",
+    "RequestOutcome",
+    "handle_backfill",
+    "parse_backfill",
+    "reconcile",
+    "request_claimed_window",
+    "run_tick",
+    "schedule_tenant",
+]
+
+logger = logging.getLogger("exporter.requesting")
+
+CLAIM_RETRY_MINUTES = 5
+"""A window still CLAIMED after this long was left by a crash or a transient error: ask again."""
+
+MIN_TIME_LEFT_MS = 60_000
+"""Stop starting CC-FS calls when less than this is left of the invocation (one call with the
+client's retries must still fit)."""
+
+SCHEDULE_DATA_TYPE = "call_record"
+
+
+class BillRequester(Protocol):
+    """The part of ``ccfs.client.CcfsClient`` this module uses."""
+
+    def query_bill_data(
+        self,
+        begin: datetime,
+        end: datetime,
+        *,
+        data_type: str = "call_record",
+        callback_url: str,
+        account_id: str | None = None,
+    ) -> str: ...
+
+
+@dataclass
+class RequestContext:
+    settings: Settings
+    store: JobStore
+    ccfs: Callable[[], BillRequester]
+    """Returns the CC-FS client; called only when a request is about to be made (lazy secrets)."""
+    clock: Callable[[], datetime]
+    """Aware UTC now."""
+    send_request: Callable[[dict[str, str]], None]
+    """Sends a RequestQueue message (backfill continuation)."""
+    send_bill: BillSender
+    """Sends a BillQueue message (a callback that beat its request, see ``promote_early_callback``)."""
+    time_left_ms: Callable[[], int] = lambda: 900_000
+
+    def out_of_time(self) -> bool:
+        return self.time_left_ms() < MIN_TIME_LEFT_MS
+
+
+@dataclass
+class Report:
+    """What an invocation did; the handler turns the counters into metrics."""
+
+    requested: int = 0
+    re_requested: int = 0
+    failed: int = 0
+    ccfs_errors: int = 0
+    no_data: int = 0
+    skipped: int = 0
+    lost_races: int = 0
+    backfill_rejected: int = 0
+    continuations: int = 0
+    ccfs_paused: bool = False
+    """A transient CC-FS error happened: make no further CC-FS calls in this invocation."""
+    auth_error: CcfsAuthError | None = None
+
+    METRICS = (
+        ("requested", "JobsRequested"),
+        ("re_requested", "JobsReRequested"),
+        ("failed", "JobsFailed"),
+        ("ccfs_errors", "CcfsErrors"),
+        ("backfill_rejected", "BackfillRejected"),
+    )
+
+    def metrics(self) -> dict[str, int]:
+        """Counters by metric name (docs/design.md): ``JobsRequested`` always (a heartbeat), the
+        others when non-zero."""
+        return {
+            name: getattr(self, attr) for attr, name in self.METRICS if getattr(self, attr) or name == "JobsRequested"
+        }
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "requested": self.requested,
+            "reRequested": self.re_requested,
+            "failed": self.failed,
+            "ccfsErrors": self.ccfs_errors,
+            "noData": self.no_data,
+            "skipped": self.skipped,
+            "lostRaces": self.lost_races,
+        }
+
+    @property
+    def stopped(self) -> bool:
+        return self.auth_error is not None
+
+
+class RequestOutcome(StrEnum):
+    REQUESTED = "REQUESTED"
+    NO_DATA = "NO_DATA"
+    TRANSIENT = "TRANSIENT"
+    PERMANENT = "PERMANENT"
+    AUTH = "AUTH"
+    LOST = "LOST"
+    """Another worker recorded the window first; our responseId is an orphan (its callback will be
+    UNSOLICITED)."""
+
+
+def _account_for(tenant: str) -> str | None:
+    return None if tenant == ALL_ACCOUNTS else tenant
+
+
+def _describe(window: Window) -> str:
+    return f"{window.begin_str}..{window.end_str}"
+
+
+# ---------------------------------------------------------------------------- one request
+
+
+def _ask(ctx: RequestContext, claim: WindowClaim) -> str:
+    if not ctx.settings.callback_url:
+        raise ConfigError("CALLBACK_URL is not set: CC-FS would have nowhere to send the bill file name")
+    return ctx.ccfs().query_bill_data(
+        claim.window.begin,
+        claim.window.end,
+        data_type=claim.data_type,
+        callback_url=ctx.settings.callback_url,
+        account_id=claim.account_id,
+    )
+
+
+def _classify(ctx: RequestContext, claim: WindowClaim, exc: CcfsError, now: datetime, report: Report) -> RequestOutcome:
+    """Apply the error policy of the module docstring to a CLAIMED window."""
+    where = {"tenant": claim.tenant, "window": _describe(claim.window), "operation": exc.operation, "code": exc.code}
+    if isinstance(exc, CcfsAuthError):
+        report.ccfs_errors += 1
+        report.auth_error = exc
+        ctx.store.note_window_error(claim, str(exc), now)
+        logger.error("CC-FS rejected our signature: check the ak/sk secret and the clock", extra=where)
+        return RequestOutcome.AUTH
+    if isinstance(exc, CcfsNotFound):
+        report.no_data += 1
+        ctx.store.window_no_data(claim, now)
+        logger.info("CC-FS has no data for this window", extra=where)
+        return RequestOutcome.NO_DATA
+    if isinstance(exc, CcfsPermanentError):
+        report.failed += 1
+        ctx.store.fail_window(claim, str(exc), now)
+        logger.error("queryBillData refused the window for good: window FAILED", extra={**where, "error": str(exc)})
+        return RequestOutcome.PERMANENT
+    report.ccfs_errors += 1
+    report.ccfs_paused = True
+    ctx.store.note_window_error(claim, str(exc), now)
+    logger.warning("CC-FS unavailable: window stays CLAIMED for the reconciler", extra={**where, "error": str(exc)})
+    return RequestOutcome.TRANSIENT
+
+
+def request_claimed_window(ctx: RequestContext, claim: WindowClaim, now: datetime, report: Report) -> RequestOutcome:
+    """Call queryBillData for a window this worker holds (claimed or leased), record the job."""
+    try:
+        response_id = _ask(ctx, claim)
+    except CcfsError as exc:
+        return _classify(ctx, claim, exc, now, report)
+    job = NewJob(response_id=response_id, claim=claim, attempt=1)
+    result = ctx.store.record_requested(job, now)
+    if result is RecordResult.JOB_EXISTS and ctx.store.link_existing_job(job, now):
+        promote_early_callback(ctx.store, ctx.send_bill, response_id, now)
+        result = RecordResult.RECORDED
+    if result is not RecordResult.RECORDED:
+        report.lost_races += 1
+        logger.warning(
+            "window was recorded by another worker; this request is an orphan",
+            extra={"tenant": claim.tenant, "window": _describe(claim.window), "responseId": response_id},
+        )
+        return RequestOutcome.LOST
+    report.requested += 1
+    logger.info(
+        "requested bill data",
+        extra={"tenant": claim.tenant, "window": _describe(claim.window), "responseId": response_id},
+    )
+    return RequestOutcome.REQUESTED
+
+
+# ---------------------------------------------------------------------------- schedule tick
+
+
+def _export_start(settings: Settings) -> datetime | None:
+    if not settings.export_start_time:
+        return None
+    return datetime.strptime(settings.export_start_time, "%Y-%m-%dT%H:%M:%S")
+
+
+def schedule_tenant(ctx: RequestContext, tenant: str, now: datetime, report: Report) -> None:
+    """Claim and request the due windows of one tenant, at most ``MAX_CATCHUP_WINDOWS``."""
+    settings = ctx.settings
+    settled = settled_local(now, settings.zone, settings.settle_minutes)
+    cursor = ctx.store.get_cursor(tenant)
+    if cursor is None:
+        start = initial_cursor(settled, settings.window_minutes, _export_start(settings))
+        if ctx.store.init_cursor(tenant, start.strftime(TIME_FORMAT), now):
+            logger.info("cursor created", extra={"tenant": tenant, "nextBegin": start.strftime(TIME_FORMAT)})
+        cursor = ctx.store.get_cursor(tenant)
+        if cursor is None:  # pragma: no cover - the put above or a concurrent one created it
+            raise RuntimeError(f"cursor of tenant {tenant} vanished")
+    windows = plan_windows(parse_time(cursor), settled, settings.window_minutes, settings.max_catchup_windows)
+    expected = cursor
+    for window in windows:
+        if report.stopped or report.ccfs_paused or ctx.out_of_time():
+            return
+        claim = WindowClaim(tenant, window, SCHEDULE_DATA_TYPE, _account_for(tenant), "schedule")
+        if not ctx.store.claim_scheduled_window(claim, expected_cursor=expected, now=now):
+            report.lost_races += 1
+            logger.info("another tick advanced the cursor; leaving this tenant to it", extra={"tenant": tenant})
+            return
+        expected = window.next_begin.strftime(TIME_FORMAT)
+        outcome = request_claimed_window(ctx, claim, now, report)
+        if outcome not in (RequestOutcome.REQUESTED, RequestOutcome.NO_DATA, RequestOutcome.LOST):
+            return
+
+
+def run_tick(ctx: RequestContext, report: Report | None = None) -> Report:
+    """One scheduled invocation: every tenant's due windows, then the reconciler."""
+    report = report or Report()
+    now = ctx.clock()
+    for tenant in ctx.settings.tenants:
+        if report.stopped:
+            break
+        schedule_tenant(ctx, tenant, now, report)
+    if not report.stopped:
+        reconcile(ctx, now, report)
+    return report
+
+
+# ---------------------------------------------------------------------------- reconciler
+
+
+def _window_of(job: dict[str, Any]) -> WindowClaim:
+    window = Window(parse_time(str(job["begin_time"])), parse_time(str(job["end_time"])))
+    tenant = str(job["tenant"])
+    window_pk = str(job.get("window_pk") or "")
+    if window_pk.startswith("WINDOW#"):
+        tenant = window_pk.removeprefix("WINDOW#")
+    return WindowClaim(tenant, window, str(job.get("data_type") or SCHEDULE_DATA_TYPE), job.get("account_id"), "")
+
+
+def _rerequest(ctx: RequestContext, job: dict[str, Any], now: datetime, report: Report) -> None:
+    """A REQUESTED job whose callback never came: ask again for the same window."""
+    rid = str(job["response_id"])
+    attempt = int(job.get("attempt") or 1)
+    if attempt >= ctx.settings.max_attempts:
+        error = f"no callback after {attempt} attempts"
+        if ctx.store.fail_requested_job(job, error, now):
+            report.failed += 1
+            logger.error("job FAILED: " + error, extra={"responseId": rid, "window": job.get("window_sk")})
+        return
+    if report.ccfs_paused or ctx.out_of_time() or not ctx.store.lease_job(job, now):
+        return
+    claim = _window_of(job)
+    try:
+        new_id = _ask(ctx, claim)
+    except CcfsAuthError as exc:
+        report.ccfs_errors += 1
+        report.auth_error = exc
+        logger.error("CC-FS rejected our signature: check the ak/sk secret and the clock")
+        return
+    except (CcfsNotFound, CcfsPermanentError) as exc:
+        if ctx.store.fail_requested_job(job, f"re-request refused: {exc}", now):
+            report.failed += 1
+            logger.error("re-request refused for good: job FAILED", extra={"responseId": rid, "error": str(exc)})
+        return
+    except CcfsError as exc:
+        report.ccfs_errors += 1
+        report.ccfs_paused = True
+        logger.warning("CC-FS unavailable: re-request postponed", extra={"responseId": rid, "error": str(exc)})
+        return
+    new_job = NewJob(response_id=new_id, claim=claim, attempt=attempt + 1)
+    if ctx.store.supersede(job, new_job, now):
+        report.re_requested += 1
+        logger.warning(
+            "no callback in time: window re-requested",
+            extra={"responseId": rid, "newResponseId": new_id, "attempt": attempt + 1},
+        )
+    else:
+        report.lost_races += 1
+        logger.warning("job changed while it was re-requested (callback arrived?)", extra={"responseId": rid})
+
+
+def _retry_claimed(ctx: RequestContext, item: dict[str, Any], now: datetime, report: Report) -> None:
+    """A window left CLAIMED by a crash or a transient error: request it (or give up, loudly)."""
+    claim = WindowClaim.from_item(item)
+    stalled_before = now - timedelta(hours=ctx.settings.stalled_job_hours)
+    claimed_at = datetime.fromisoformat(str(item.get("claimed_at") or item["status_at"]))
+    if claimed_at < stalled_before:
+        error = f"could not be requested for {ctx.settings.stalled_job_hours} h: {item.get('last_error', 'unknown')}"
+        if ctx.store.fail_window(claim, error, now):
+            report.failed += 1
+            logger.error("window FAILED", extra={"tenant": claim.tenant, "window": _describe(claim.window)})
+        return
+    if report.ccfs_paused or report.stopped or ctx.out_of_time() or not ctx.store.lease_window(claim, now):
+        return
+    request_claimed_window(ctx, claim, now, report)
+
+
+def reconcile(
+    ctx: RequestContext, now: datetime | None = None, report: Report | None = None, *, max_pages: int = 5
+) -> Report:
+    """Find lost callbacks, leftover claims and stalled downloads (bounded GSI pages each)."""
+    now = now or ctx.clock()
+    report = report or Report()
+    settings = ctx.settings
+    store = ctx.store
+
+    timeout = now - timedelta(minutes=settings.callback_timeout_minutes)
+    for job in store.query_status(JobStatus.REQUESTED, timeout, max_pages=max_pages):
+        if report.stopped:
+            return report
+        _rerequest(ctx, job, now, report)
+
+    claimed = now - timedelta(minutes=CLAIM_RETRY_MINUTES)
+    for item in store.query_status(JobStatus.CLAIMED, claimed, max_pages=max_pages):
+        if report.stopped:
+            return report
+        _retry_claimed(ctx, item, now, report)
+
+    stalled = now - timedelta(hours=settings.stalled_job_hours)
+    for job in store.query_status(JobStatus.DOWNLOADING, stalled, max_pages=max_pages):
+        done = int(job.get("recordings_done") or 0)
+        total = int(job.get("recordings_total") or 0)
+        error = f"stalled: {done} of {total} recordings"
+        if store.fail_stalled_job(job, error, now):
+            report.failed += 1
+            logger.error("job FAILED: " + error, extra={"responseId": job.get("response_id")})
+    return report
+
+
+# ---------------------------------------------------------------------------- backfill
+
+
+class InvalidBackfill(ValueError):
+    """A RequestQueue message that can never succeed; the message says which field and why."""
+
+
+class BackfillRetry(RuntimeError):
+    """CC-FS was unavailable: fail the SQS record so it is redelivered later."""
+
+
+def _empty_to_none(value: Any) -> Any:
+    return None if value == "" else value
+
+
+class BackfillMessage(BaseModel):
+    """``{"accountId"?, "beginTime", "endTime", "dataType"?}``, tenant-local times."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    accountId: Annotated[
+        Annotated[str, StringConstraints(min_length=1, max_length=20, pattern=r"^\S+$")] | None,
+        BeforeValidator(_empty_to_none),
+    ] = None
+    beginTime: str
+    endTime: str
+    dataType: Literal["call", "record", "call_record"] = "call_record"
+
+    @model_validator(mode="after")
+    def _times(self) -> BackfillMessage:
+        try:
+            begin, end = parse_time(self.beginTime), parse_time(self.endTime)
+        except ValueError as exc:
+            raise ValueError(f"{exc} (times are tenant-local yyyy-MM-dd HH:mm:ss)") from None
+        if end < begin:
+            raise ValueError("endTime is before beginTime")
+        return self
+
+
+@dataclass(frozen=True)
+class Backfill:
+    tenant: str
+    account_id: str | None
+    begin: datetime
+    end: datetime
+    data_type: str
+    message_account_id: str | None
+    """The accountId as the message gave it (kept for the continuation message)."""
+
+    def continuation(self, begin: datetime) -> dict[str, str]:
+        message = {
+            "beginTime": begin.strftime(TIME_FORMAT),
+            "endTime": self.end.strftime(TIME_FORMAT),
+            "dataType": self.data_type,
+        }
+        if self.message_account_id:
+            message = {"accountId": self.message_account_id, **message}
+        return message
+
+
+def _validation_reason(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors(include_url=False, include_input=False):
+        loc = ".".join(str(p) for p in error["loc"]) or "message"
+        parts.append(f"{loc}: {error['msg']}")
+    return "; ".join(parts)
+
+
+def parse_backfill(body: str, settings: Settings) -> Backfill:
+    """Validate a RequestQueue message body; raise :class:`InvalidBackfill` with the reason."""
+    try:
+        data = json.loads(body)
+    except (ValueError, TypeError):
+        raise InvalidBackfill("body is not JSON") from None
+    if not isinstance(data, dict):
+        raise InvalidBackfill("body is not a JSON object")
+    try:
+        message = BackfillMessage.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidBackfill(_validation_reason(exc)) from None
+
+    configured = settings.tenant_account_ids
+    account = message.accountId
+    if account == ALL_ACCOUNTS:
+        account = None
+    if configured:
+        if account is None:
+            if len(configured) != 1:
+                raise InvalidBackfill("accountId: required when several tenants are configured")
+            account = configured[0]
+        elif account not in configured:
+            raise InvalidBackfill("accountId: not one of the configured tenants (TENANT_ACCOUNT_IDS)")
+    tenant = account or ALL_ACCOUNTS
+    return Backfill(
+        tenant=tenant,
+        account_id=account,
+        begin=parse_time(message.beginTime),
+        end=parse_time(message.endTime),
+        data_type=message.dataType,
+        message_account_id=message.accountId,
+    )
+
+
+def handle_backfill(ctx: RequestContext, backfill: Backfill, report: Report) -> None:
+    """Claim and request up to ``MAX_CATCHUP_WINDOWS`` windows of the range; send the rest on as
+    one continuation message. Windows already claimed are skipped, so a redelivered message asks
+    CC-FS for nothing twice. Raises on a transient or auth error (the message is retried; its
+    windows claimed so far are skipped then, and the CLAIMED one is the reconciler's)."""
+    now = ctx.clock()
+    windows, rest = split_range(backfill.begin, backfill.end, max_windows=ctx.settings.max_catchup_windows)
+    for index, window in enumerate(windows):
+        if ctx.out_of_time() and index > 0:
+            rest = window.begin
+            break
+        claim = WindowClaim(backfill.tenant, window, backfill.data_type, backfill.account_id, "backfill")
+        if not ctx.store.claim_backfill_window(claim, now):
+            report.skipped += 1
+            continue
+        outcome = request_claimed_window(ctx, claim, now, report)
+        if outcome is RequestOutcome.AUTH:
+            raise report.auth_error or CcfsAuthError("queryBillData", "signature rejected")
+        if outcome is RequestOutcome.TRANSIENT:
+            raise BackfillRetry("CC-FS unavailable; the message will be retried")
+    if rest is not None:
+        ctx.send_request(backfill.continuation(rest))
+        report.continuations += 1
+        logger.info(
+            "backfill continues in a new message",
+            extra={"tenant": backfill.tenant, "from": rest.strftime(TIME_FORMAT)},
+        )
