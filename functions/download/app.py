@@ -1,7 +1,132 @@
-"""Placeholder: the handler arrives with issue 4."""
+"""Download function: consumes BillQueue (one bill ZIP per message) and RecordingQueue (one recording
+per message). Thin: routing, idempotency and batch reporting here; the work is in
+``exporter.bill_export`` and ``exporter.recordings``.
 
+- Records are told apart by the queue they came from (``eventSourceARN`` vs the names in
+  ``BILL_QUEUE_URL`` / ``RECORDING_QUEUE_URL``), falling back to the body's shape.
+- Each record is idempotent on its business id (bill: responseId; recording: responseId + callId +
+  fileName). Powertools deletes the in-progress record when the function raises, so a failed
+  record is retried by SQS, not answered from the store.
+- Failures are reported per record (``batchItemFailures``): one bad recording never makes SQS
+  redeliver its nine neighbours.
+"""
+
+from __future__ import annotations
+
+import json
+import os
 from typing import Any
 
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
-def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    raise NotImplementedError("handler not built yet (issue 4)")
+from ccfs.errors import CcfsError
+from exporter.aws import client, logger, metrics
+from exporter.bill_export import BillMessage, export_bill
+from exporter.ccfs_factory import ccfs_client
+from exporter.config import Settings, get_settings
+from exporter.progress import Progress
+from exporter.recordings import RecordingCopier, RecordingMessage
+
+processor = BatchProcessor(event_type=EventType.SQS)
+
+_IDEMPOTENCY_TABLE = os.environ.get("IDEMPOTENCY_TABLE", "")
+bill_idempotency = IdempotencyConfig(event_key_jmespath="powertools_json(body).responseId")
+recording_idempotency = IdempotencyConfig(event_key_jmespath="powertools_json(body).[responseId, callId, fileName]")
+# One persistence layer per config: a layer takes its key expression from the first function that
+# uses it and ignores later configs, so sharing one would key recordings on the bill's expression.
+_bill_store = DynamoDBPersistenceLayer(table_name=_IDEMPOTENCY_TABLE, boto3_client=client("dynamodb"))
+_recording_store = DynamoDBPersistenceLayer(table_name=_IDEMPOTENCY_TABLE, boto3_client=client("dynamodb"))
+
+
+def _queue_name(url_or_arn: str) -> str:
+    """``https://sqs.../123/name`` or ``arn:aws:sqs:region:123:name`` → ``name``."""
+    return url_or_arn.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1]
+
+
+def message_kind(record: SQSRecord, settings: Settings) -> str:
+    """``"bill"`` or ``"recording"``: by source queue, else by the body's fields."""
+    source = _queue_name(record.event_source_arn or "")
+    if settings.bill_queue_url and source == _queue_name(settings.bill_queue_url):
+        return "bill"
+    if settings.recording_queue_url and source == _queue_name(settings.recording_queue_url):
+        return "recording"
+    try:
+        body = json.loads(record.body or "")
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and "billFileName" in body:
+        return "bill"
+    if isinstance(body, dict) and "callId" in body and "fileName" in body:
+        return "recording"
+    raise ValueError(f"message {record.message_id} is neither a bill nor a recording message")
+
+
+def _progress(settings: Settings) -> Progress:
+    return Progress(
+        ddb=client("dynamodb"),
+        s3=client("s3"),
+        table=settings.jobs_table,
+        bucket=settings.export_bucket,
+        retention_days=settings.retention_days,
+    )
+
+
+@idempotent_function(data_keyword_argument="record", config=bill_idempotency, persistence_store=_bill_store)
+def process_bill(record: SQSRecord) -> dict[str, Any]:
+    settings = get_settings()
+    message = BillMessage.model_validate_json(record.body)
+    with logger.append_context_keys(response_id=message.responseId, bill_file_name=message.billFileName):
+        return export_bill(
+            message,
+            ccfs=ccfs_client(settings),
+            progress=_progress(settings),
+            s3=client("s3"),
+            sqs=client("sqs"),
+            bucket=settings.export_bucket,
+            recording_queue_url=settings.recording_queue_url,
+        )
+
+
+@idempotent_function(data_keyword_argument="record", config=recording_idempotency, persistence_store=_recording_store)
+def process_recording(record: SQSRecord) -> dict[str, Any]:
+    settings = get_settings()
+    message = RecordingMessage.model_validate_json(record.body)
+    receive_count = int(record.attributes.approximate_receive_count or 1)
+    with logger.append_context_keys(response_id=message.responseId, call_id=message.callId):
+        copier = RecordingCopier(
+            ccfs=ccfs_client(settings),
+            s3=client("s3"),
+            progress=_progress(settings),
+            bucket=settings.export_bucket,
+            allowed_hosts=list(settings.recording_url_host_suffixes),
+        )
+        return copier.process(message, last_attempt=receive_count >= settings.max_receive_count)
+
+
+def record_handler(record: SQSRecord) -> dict[str, Any]:
+    with logger.append_context_keys(message_id=record.message_id):
+        kind = message_kind(record, get_settings())
+        try:
+            if kind == "bill":
+                return process_bill(record=record)
+            return process_recording(record=record)
+        except CcfsError:
+            metrics.add_metric(name="CcfsErrors", unit=MetricUnit.Count, value=1)
+            raise
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    bill_idempotency.register_lambda_context(context)
+    recording_idempotency.register_lambda_context(context)
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

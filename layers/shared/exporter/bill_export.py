@@ -1,0 +1,471 @@
+"""Bill step of the download: one BillQueue message → raw ZIP, CDR and recording-index partitions,
+one RecordingQueue message per recording (docs/design.md).
+
+Memory stays flat whatever the bill's size: the ZIP is streamed to ``/tmp``, rows are streamed from
+it into one temporary CSV file per partition, and the recording descriptors go to a temporary JSONL
+file; only the small per-call keys needed to number recordings (``ordinal``/``count``) are held.
+
+Nothing is uploaded to ``cdr/`` or ``recording_index/`` before the whole ZIP has been read: a ZIP
+entry's CRC is only checked at its end (see :mod:`ccfs.bills`), so a corrupt bill leaves only its
+raw ZIP and a FAILED manifest behind. Keys are deterministic (``{responseId}-{n}.csv``), so a retry
+rewrites the same objects and resending recording messages is harmless (recordings are idempotent).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import IO, Any, BinaryIO, Protocol
+
+from aws_lambda_powertools.metrics import MetricUnit
+from pydantic import BaseModel, ConfigDict, Field
+
+from ccfs.bills import BillError, BillFile
+from ccfs.errors import CcfsAuthError, CcfsNotFound, CcfsPermanentError
+from ccfs.models import MAX_WINDOW, format_time, parse_time
+from exporter import layout
+from exporter.aws import logger, metrics
+from exporter.keys import JobStatus, utc_now_iso
+from exporter.progress import BILL_PROCESSED, Progress
+
+__all__ = [
+    "BillMessage",
+    "BillSource",
+    "export_bill",
+    "send_batches",
+]
+
+SQS_BATCH = 10
+SEND_ATTEMPTS = 4
+MAX_LISTED_BAD_ROWS = 10_000  # in the manifest; the count stays exact
+MAX_JOB_KEYS = 200  # S3 keys kept on the job item per kind (the manifest lists all of them)
+_COPY_CHUNK = 1024 * 1024
+
+
+class BillSource(Protocol):
+    """The part of :class:`ccfs.client.CcfsClient` this step uses."""
+
+    def download_bill_file(self, bill_file_name: str, sink: BinaryIO) -> int: ...
+
+
+class BillMessage(BaseModel):
+    """BillQueue body: ``{"responseId", "billFileName", "tenant", "accountId"?}``."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    responseId: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9-]+$")
+    billFileName: str = Field(min_length=1, max_length=49, pattern=r"^\d{8}_[A-Za-z0-9]+\.zip$")
+    tenant: str = Field(min_length=1, max_length=64)
+    accountId: str | None = None
+
+
+@dataclass
+class _Partition:
+    """One temporary CSV body (rows only) for one (kind, n, account, date)."""
+
+    key: str
+    path: str
+    handle: IO[str]
+    writer: Any
+    rows: int = 0
+
+
+@dataclass
+class _Outputs:
+    """Finished partition files (header + rows), by S3 key, waiting for upload."""
+
+    workdir: str
+    files: dict[str, tuple[str, list[str], int]] = field(default_factory=dict)  # key -> (path, header, rows)
+
+    def add(self, key: str, header: list[str], body_path: str, rows: int) -> None:
+        existing = self.files.get(key)
+        if existing is not None:
+            # Two entries with the same number (two name prefixes): append when the columns agree.
+            path, old_header, old_rows = existing
+            if old_header != header:
+                raise BillError(
+                    f"two bill entries share the partition {key} with different header rows; refusing to mix them"
+                )
+            with (
+                open(path, "a", encoding="utf-8", newline="") as out,
+                open(body_path, encoding="utf-8", newline="") as body,
+            ):
+                shutil.copyfileobj(body, out, _COPY_CHUNK)
+            self.files[key] = (path, header, old_rows + rows)
+            return
+        path = os.path.join(self.workdir, f"out-{len(self.files)}.csv")
+        with (
+            open(path, "w", encoding="utf-8", newline="") as out,
+            open(body_path, encoding="utf-8", newline="") as body,
+        ):
+            csv.writer(out).writerow(header)
+            shutil.copyfileobj(body, out, _COPY_CHUNK)
+        self.files[key] = (path, header, rows)
+
+
+@dataclass
+class _Recordings:
+    """Descriptors in a JSONL file; per call, the sort keys needed for ordinal/count."""
+
+    path: str
+    handle: IO[str]
+    per_call: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    seen: set[tuple[str, str]] = field(default_factory=set)
+    total: int = 0
+    duplicates: int = 0
+
+
+@dataclass
+class _BadRows:
+    count: int = 0
+    listed: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, file: str, line: int, reason: str) -> None:
+        self.count += 1
+        if len(self.listed) < MAX_LISTED_BAD_ROWS:
+            self.listed.append({"file": file, "line": line, "reason": reason})
+
+
+def _sha256_file(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_COPY_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _call_end(row: dict[str, str], begin: datetime) -> str:
+    """``callEnd`` for getRecordFileUrlFromObs: the row's call_end when valid, within 3 days."""
+    try:
+        end = parse_time((row.get("call_end") or "").strip())
+    except ValueError:
+        return format_time(begin)
+    if end < begin:
+        return format_time(begin)
+    return format_time(min(end, begin + MAX_WINDOW))
+
+
+def _values(row: dict[str, Any]) -> list[str]:
+    """Every value received, in column order (the reader keeps unknown trailing columns)."""
+    return ["" if value is None else str(value) for value in row.values()]
+
+
+def _stream_kind(
+    bill: BillFile,
+    rows: Iterable[tuple[str, int, dict[str, str]]],
+    *,
+    kind: str,
+    response_id: str,
+    outputs: _Outputs,
+    bad: _BadRows,
+    recordings: _Recordings | None,
+) -> int:
+    """Stream one kind's rows into per-partition files, entry by entry. Returns the rows kept."""
+    key_for = layout.cdr_key if kind == "cdr" else layout.index_key
+    kept = 0
+    entry: str | None = None
+    number = 0
+    parts: dict[tuple[str, str], _Partition] = {}
+
+    def finish_entry() -> None:
+        if entry is None:
+            return
+        header = bill.header(entry)  # final for this entry (grows with extra columns when headerless)
+        for part in parts.values():
+            part.handle.close()
+            outputs.add(part.key, header, part.path, part.rows)
+            os.unlink(part.path)
+        parts.clear()
+
+    for entry_name, line, row in rows:
+        if entry_name != entry:
+            finish_entry()
+            entry = entry_name
+            number = layout.entry_number(entry_name)
+        try:
+            begin = parse_time((row.get("call_begin") or "").strip())
+        except ValueError:
+            bad.add(entry_name, line, "call_begin is not a valid yyyy-MM-dd HH:mm:ss time")
+            continue
+        try:
+            account = layout.account_partition(row.get("account_id"))
+        except layout.UnsafeKeyPart:
+            bad.add(entry_name, line, "account_id is not usable as an S3 partition value")
+            continue
+        day = begin.date()
+        descriptor: dict[str, Any] | None = None
+        if recordings is not None and (row.get("file_name") or "").strip():
+            call_id = (row.get("call_id") or "").strip()
+            file_name = (row.get("file_name") or "").strip()
+            try:
+                layout.recording_key(account, day, call_id, layout.recording_stem(file_name))
+            except layout.UnsafeKeyPart:
+                bad.add(entry_name, line, "call_id or file_name is not usable in a recording's S3 key")
+                continue
+            descriptor = {
+                "callId": call_id,
+                "fileName": file_name,
+                "callBegin": format_time(begin),
+                "callEnd": _call_end(row, begin),
+                "accountId": account,
+                "callDate": day.isoformat(),
+                "originalFileName": row.get("original_file_name") or "",
+            }
+        part_key = (account, day.isoformat())
+        part = parts.get(part_key)
+        if part is None:
+            path = os.path.join(outputs.workdir, f"body-{kind}-{len(parts)}.csv")
+            handle = open(path, "w", encoding="utf-8", newline="")  # noqa: SIM115 - closed in finish_entry
+            part = _Partition(key_for(account, day, response_id, number), path, handle, csv.writer(handle))
+            parts[part_key] = part
+        part.writer.writerow(_values(row))
+        part.rows += 1
+        kept += 1
+        if descriptor is not None and recordings is not None:
+            _add_recording(recordings, descriptor, row)
+    finish_entry()
+    return kept
+
+
+def _add_recording(recordings: _Recordings, descriptor: dict[str, Any], row: dict[str, str]) -> None:
+    call_id, file_name = descriptor["callId"], descriptor["fileName"]
+    unique = (call_id, layout.recording_stem(file_name))
+    if unique in recordings.seen:
+        recordings.duplicates += 1
+        return
+    recordings.seen.add(unique)
+    recordings.per_call.setdefault(call_id, []).append((descriptor["callBegin"], file_name))
+    recordings.handle.write(json.dumps({**descriptor, "row": row}, ensure_ascii=False) + "\n")
+    recordings.total += 1
+
+
+def _recording_messages(recordings: _Recordings, response_id: str, tenant: str) -> Iterator[str]:
+    """RecordingQueue bodies, read back from the JSONL file; ordinal is 1-based per call."""
+    ordinals: dict[tuple[str, str], tuple[int, int]] = {}
+    for call_id, items in recordings.per_call.items():
+        ordered = sorted(items)
+        for position, (_begin, file_name) in enumerate(ordered, start=1):
+            ordinals[(call_id, file_name)] = (position, len(ordered))
+    with open(recordings.path, encoding="utf-8") as source:
+        for line in source:
+            descriptor = json.loads(line)
+            ordinal, count = ordinals[(descriptor["callId"], descriptor["fileName"])]
+            yield json.dumps(
+                {
+                    "responseId": response_id,
+                    "tenant": tenant,
+                    "accountId": descriptor["accountId"],
+                    "callId": descriptor["callId"],
+                    "callBegin": descriptor["callBegin"],
+                    "callEnd": descriptor["callEnd"],
+                    "fileName": descriptor["fileName"],
+                    "originalFileName": descriptor["originalFileName"],
+                    "callDate": descriptor["callDate"],
+                    "ordinal": ordinal,
+                    "count": count,
+                    "row": descriptor["row"],
+                },
+                ensure_ascii=False,
+            )
+
+
+def send_batches(
+    sqs: Any,
+    queue_url: str,
+    bodies: Iterable[str],
+    *,
+    attempts: int = SEND_ATTEMPTS,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """Send bodies in batches of 10, resending the entries SQS reports as ``Failed`` (bounded).
+
+    Raises RuntimeError when some entries still fail, so the bill message is retried; resending the
+    ones that did go out is harmless because recordings are idempotent.
+    """
+    sent = 0
+    batch: list[str] = []
+
+    def flush() -> None:
+        nonlocal sent
+        pending = {str(i): body for i, body in enumerate(batch)}
+        for attempt in range(attempts):
+            reply = sqs.send_message_batch(
+                QueueUrl=queue_url, Entries=[{"Id": i, "MessageBody": b} for i, b in pending.items()]
+            )
+            for ok in reply.get("Successful", []):
+                pending.pop(ok["Id"], None)
+            failed = reply.get("Failed", [])
+            if not pending:
+                break
+            if any(f.get("SenderFault") for f in failed):
+                codes = sorted({str(f.get("Code")) for f in failed})
+                raise RuntimeError(f"RecordingQueue refused {len(pending)} message(s): {', '.join(codes)}")
+            if attempt + 1 < attempts:
+                sleep(min(2.0, 0.1 * 2**attempt))
+        if pending:
+            raise RuntimeError(f"{len(pending)} RecordingQueue message(s) still failing after {attempts} attempts")
+        sent += len(batch)
+        batch.clear()
+
+    for body in bodies:
+        batch.append(body)
+        if len(batch) == SQS_BATCH:
+            flush()
+    if batch:
+        flush()
+    return sent
+
+
+def _fail(progress: Progress, message: BillMessage, job: dict[str, Any], error: str, extra: dict[str, Any]) -> None:
+    """Bill unusable: manifest with the failure, job FAILED (metric JobsFailed), message consumed."""
+    logger.error("bill failed permanently", extra={"response_id": message.responseId, "error": error})
+    document = progress.manifest_base({**job, "error": error}, JobStatus.FAILED)
+    document.update(extra)
+    progress.write_manifest(message.responseId, document)
+    progress.fail_job(message.responseId, error)
+
+
+def export_bill(
+    message: BillMessage,
+    *,
+    ccfs: BillSource,
+    progress: Progress,
+    s3: Any,
+    sqs: Any,
+    bucket: str,
+    recording_queue_url: str,
+    tmp_dir: str | None = None,
+) -> dict[str, Any]:
+    """Run the bill step for one message. Returns a small JSON-able summary (stored by idempotency).
+
+    Raises on transient problems (CC-FS 5xx/flow control/auth, S3/SQS errors) so the message is
+    retried; consumes the message on permanent ones after marking the job FAILED.
+    """
+    rid = message.responseId
+    state, job = progress.begin_download(rid)
+    if state == "skip":
+        logger.info("job not downloadable, skipping bill", extra={"response_id": rid, "status": job.get("job_status")})
+        return {"responseId": rid, "outcome": "skipped", "status": job.get("job_status")}
+    job = {**job, "bill_file_name": message.billFileName}
+    raw_key = layout.raw_key(message.tenant, message.billFileName)
+    workdir = tempfile.mkdtemp(prefix="bill-", dir=tmp_dir)
+    try:
+        zip_path = os.path.join(workdir, message.billFileName)
+        try:
+            with open(zip_path, "wb") as sink:
+                size = ccfs.download_bill_file(message.billFileName, sink)
+        except CcfsAuthError:
+            raise  # credentials or clock: retry, alarm; not this bill's fault
+        except (CcfsNotFound, CcfsPermanentError) as exc:
+            _fail(progress, message, job, f"downloadBillFile failed: {exc}", {})
+            return {"responseId": rid, "outcome": "failed", "error": str(exc)}
+        raw = {"key": raw_key, "size": size, "sha256": _sha256_file(zip_path)}
+        s3.upload_file(zip_path, bucket, raw_key, ExtraArgs={"ContentType": "application/zip"})
+        logger.info("bill ZIP stored", extra={"response_id": rid, "key": raw_key, "size": size})
+
+        outputs = _Outputs(workdir)
+        bad = _BadRows()
+        rec_path = os.path.join(workdir, "recordings.jsonl")
+        try:
+            with BillFile(zip_path) as bill, open(rec_path, "w", encoding="utf-8") as rec_handle:
+                recordings = _Recordings(rec_path, rec_handle)
+                cdr_rows = _stream_kind(
+                    bill, bill.iter_cdr(), kind="cdr", response_id=rid, outputs=outputs, bad=bad, recordings=None
+                )
+                index_rows = _stream_kind(
+                    bill,
+                    bill.iter_records(),
+                    kind="record",
+                    response_id=rid,
+                    outputs=outputs,
+                    bad=bad,
+                    recordings=recordings,
+                )
+                for reader_bad in bill.bad_rows:
+                    bad.add(reader_bad.file, reader_bad.line, reader_bad.reason)
+                unexpected = list(bill.unexpected_entries)
+        except BillError as exc:
+            _fail(
+                progress,
+                message,
+                job,
+                f"bill ZIP unusable: {exc}",
+                {"raw": raw, "bad_rows": bad.listed, "bad_rows_truncated": bad.count > len(bad.listed)},
+            )
+            return {"responseId": rid, "outcome": "failed", "error": str(exc)}
+
+        cdr_keys: list[dict[str, Any]] = []
+        index_keys: list[dict[str, Any]] = []
+        for key, (path, _header, rows) in outputs.files.items():
+            s3.upload_file(path, bucket, key, ExtraArgs={"ContentType": "text/csv; charset=utf-8"})
+            (cdr_keys if key.startswith(layout.CDR_PREFIX) else index_keys).append({"key": key, "rows": rows})
+            os.unlink(path)
+
+        counts = {
+            "cdr_rows": cdr_rows,
+            "index_rows": index_rows,
+            "bad_rows": bad.count,
+            "recordings_total": recordings.total,
+        }
+        if recordings.duplicates:
+            logger.warning(
+                "recording index lists a recording more than once; exported once",
+                extra={"response_id": rid, "duplicates": recordings.duplicates},
+            )
+        manifest_key = layout.manifest_key(rid)
+        if BILL_PROCESSED not in job:
+            # Written before the job records the bill's results: no recording can complete the job
+            # (and write the final manifest) before this one exists, and a retry after the results
+            # were saved never overwrites a final manifest with this one.
+            document = progress.manifest_base({**job, **counts}, JobStatus.DOWNLOADING)
+            document.update(
+                {
+                    "raw": raw,
+                    "cdr": cdr_keys,
+                    "recording_index": index_keys,
+                    "bad_rows": bad.listed,
+                    "bad_rows_truncated": bad.count > len(bad.listed),
+                    "unexpected_entries": unexpected,
+                }
+            )
+            progress.write_manifest(rid, document)
+        results = {
+            **counts,
+            BILL_PROCESSED: utc_now_iso(),
+            "bill_file_name": message.billFileName,
+            "unexpected_entries": unexpected[:MAX_JOB_KEYS],
+            "raw_key": raw_key,
+            "manifest_key": manifest_key,
+            "cdr_keys": [k["key"] for k in cdr_keys[:MAX_JOB_KEYS]],
+            "index_keys": [k["key"] for k in index_keys[:MAX_JOB_KEYS]],
+        }
+        if not progress.save_bill_results(rid, results):
+            logger.warning("job left DOWNLOADING during the bill step; not fanning out", extra={"response_id": rid})
+            return {"responseId": rid, "outcome": "abandoned"}
+        metrics.add_metric(name="BillRows", unit=MetricUnit.Count, value=cdr_rows + index_rows)
+        metrics.add_metric(name="BadRows", unit=MetricUnit.Count, value=bad.count)
+
+        sent = send_batches(sqs, recording_queue_url, _recording_messages(recordings, rid, message.tenant))
+        logger.info(
+            "bill exported",
+            extra={
+                "response_id": rid,
+                "cdr_rows": cdr_rows,
+                "index_rows": index_rows,
+                "bad_rows": bad.count,
+                "recordings": sent,
+                "partitions": len(cdr_keys) + len(index_keys),
+            },
+        )
+        completed = progress.maybe_complete(rid) if recordings.total == 0 else False
+        return {"responseId": rid, "outcome": "completed" if completed else "fanned_out", **counts}
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)

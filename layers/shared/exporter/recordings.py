@@ -1,0 +1,465 @@
+"""Recording step of the download: one RecordingQueue message → one verified WAV in S3 (docs/design.md).
+
+Path of a recording::
+
+    getRecordFileUrlFromObs ─► pick the URL ─► check scheme/host ─► GET (no redirects)
+        │ 0300012 / no usable URL / 404                     │ 403: fresh URLs (≤ 2 refreshes)
+        └─► downloadRecordFile ─► /tmp ─┐                   ▼
+                                        └─► stream (sha256 + bytes) ─► _staging/{uuid} ─► verify
+                                               ─► copy to recordings/…/{stem}.wav with metadata ─► sidecar JSON
+                                               ─► REC item + counter (once) ─► maybe complete the job
+
+A final key only ever holds a verified, complete recording: bytes go to a fresh staging key first
+(the transfer manager aborts a failed multipart upload), are checked against the declared length,
+then copied with ``sha256``/``size`` metadata; the staging object is always deleted.
+
+Failures are either *permanent* (:class:`PermanentRecordingError`: refused URL, redirect, not found
+anywhere, a request CC-FS rejects) — recorded FAILED and the message consumed — or anything else,
+which is raised so the message is retried; on the last receive it is first recorded FAILED so the
+job can still complete, then raised so the message lands in the DLQ.
+
+Pre-signed URLs are credentials: only :func:`ccfs.errors.redact_url` forms are ever logged.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any, BinaryIO, Protocol, cast
+from urllib.parse import unquote
+
+import httpx
+from aws_lambda_powertools.metrics import MetricUnit
+from boto3.s3.transfer import TransferConfig
+from botocore.exceptions import ClientError
+from pydantic import BaseModel, ConfigDict, Field
+
+from ccfs.errors import CcfsAuthError, CcfsNotFound, CcfsPermanentError, redact, redact_url
+from ccfs.models import parse_time
+from exporter import layout
+from exporter.aws import logger, metrics
+from exporter.progress import Progress, RecordingOutcome
+from exporter.streams import HashingReader, file_chunks
+
+__all__ = [
+    "MAX_URL_REFRESHES",
+    "TRANSFER_CONFIG",
+    "PermanentRecordingError",
+    "RecordingCopier",
+    "RecordingMessage",
+    "RecordingSource",
+    "TransientRecordingError",
+    "check_recording_url",
+    "host_allowed",
+    "pick_url",
+]
+
+MiB = 1024 * 1024
+TRANSFER_CONFIG = TransferConfig(
+    multipart_threshold=16 * MiB,
+    multipart_chunksize=16 * MiB,
+    max_concurrency=4,
+    preferred_transfer_client="classic",  # the behaviour relied on (abort on failure, bounded buffers)
+)
+# A non-seekable body is buffered part by part: bound the parts held at once (6 x 16 MiB).
+TRANSFER_CONFIG.max_in_memory_upload_chunks = 6
+MAX_URL_REFRESHES = 2
+HTTP_CHUNK = 1 * MiB
+SOURCE_OBS = "obs"
+SOURCE_FALLBACK = "downloadRecordFile"
+
+
+class PermanentRecordingError(Exception):
+    """This recording cannot be exported by retrying; ``str()`` is the reason kept in REC/manifest."""
+
+
+class TransientRecordingError(Exception):
+    """Worth retrying later (5xx, reset, truncated body, expired URL after refreshes)."""
+
+
+class RecordingSource(Protocol):
+    """The part of :class:`ccfs.client.CcfsClient` this step uses."""
+
+    @property
+    def http(self) -> httpx.Client: ...
+
+    def get_record_file_urls(
+        self, call_id: str, begin: datetime, end: datetime, *, version: str | None = "2.0"
+    ) -> list[str]: ...
+
+    def download_record_file(self, file_name: str, sink: BinaryIO) -> int: ...
+
+
+class RecordingMessage(BaseModel):
+    """RecordingQueue body (docs/design.md, "Messages"); ``ordinal`` is 1-based within ``count``."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    responseId: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9-]+$")
+    tenant: str = Field(min_length=1)
+    accountId: str | None = None
+    callId: str = Field(min_length=1, max_length=25)
+    callBegin: str
+    callEnd: str
+    fileName: str = Field(min_length=1, max_length=512)
+    originalFileName: str | None = None
+    callDate: str | None = None
+    ordinal: int = Field(default=1, ge=1)
+    count: int = Field(default=1, ge=1)
+    row: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def stem(self) -> str:
+        return layout.recording_stem(self.fileName)
+
+    @property
+    def account(self) -> str:
+        return layout.account_partition(self.accountId or self.row.get("account_id"))
+
+    @property
+    def day(self) -> date:
+        return date.fromisoformat(self.callDate) if self.callDate else layout.call_date(self.callBegin)
+
+    def keys(self) -> tuple[str, str]:
+        """``(recording key, sidecar key)``; raises ValueError on data unusable in a key."""
+        return (
+            layout.recording_key(self.account, self.day, self.callId, self.stem),
+            layout.sidecar_key(self.account, self.day, self.callId, self.stem),
+        )
+
+
+# ---------------------------------------------------------------------------- URL rules
+
+
+def _ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(value.strip("[]"))
+    except ValueError:
+        return None
+
+
+def host_allowed(host: str, allowed: list[str]) -> bool:
+    """``host`` equals an entry or ends with it on a dot boundary (``.obs.example.com`` or
+    ``obs.example.com`` both allow ``bucket.obs.example.com``). IP entries and IP hosts only match
+    exactly. An empty list allows nothing."""
+    host = host.strip().lower().rstrip(".")
+    if not host:
+        return False
+    host_ip = _ip(host)
+    for raw in allowed:
+        entry = raw.strip().lower().rstrip(".")
+        bare = entry.lstrip(".")
+        if not bare:
+            continue
+        entry_ip = _ip(bare)
+        if host_ip is not None or entry_ip is not None:
+            if host_ip is not None and entry_ip is not None and host_ip == entry_ip:
+                return True
+            continue
+        if host == bare or host.endswith("." + bare):
+            return True
+    return False
+
+
+def check_recording_url(url: str, allowed: list[str]) -> httpx.URL:
+    """The parsed URL if it may be fetched; PermanentRecordingError otherwise (nothing is fetched).
+
+    The same parsed object is used for the request, so the check and the fetch cannot disagree on
+    what the host is.
+    """
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError, ValueError):
+        raise PermanentRecordingError("recording URL is not a valid URL") from None
+    if parsed.scheme != "https":
+        raise PermanentRecordingError(f"recording URL must be https, not {parsed.scheme or 'none'}")
+    if parsed.userinfo or not host_allowed(parsed.host, allowed):
+        raise PermanentRecordingError(f"recording URL host not allowed: {parsed.host[:100]}")
+    return parsed
+
+
+def _url_stem(url: str) -> str:
+    path = httpx.URL(url).path if url else ""
+    last = unquote(path.rstrip("/").rsplit("/", 1)[-1])
+    return last.rsplit(".", 1)[0] if "." in last else last
+
+
+def pick_url(urls: list[str], file_name: str, ordinal: int, count: int) -> str | None:
+    """The URL of this recording: the one whose file stem equals the index's, else the
+    ``ordinal``-th when CC-FS returned exactly ``count``, else the only one; None = use the fallback."""
+    stem = layout.recording_stem(file_name).casefold()
+    for url in urls:
+        try:
+            if _url_stem(url).casefold() == stem:
+                return url
+        except (httpx.InvalidURL, ValueError):
+            continue
+    if len(urls) == count and 1 <= ordinal <= count:
+        return urls[ordinal - 1]
+    if len(urls) == 1:
+        return urls[0]
+    return None
+
+
+# ---------------------------------------------------------------------------- the copier
+
+
+@dataclass(frozen=True)
+class _Published:
+    key: str
+    size: int
+    sha256: str
+    source: str
+
+
+@dataclass
+class RecordingCopier:
+    """Copies one recording per :meth:`process` call. Boto3 clients and the CC-FS client are injected."""
+
+    ccfs: RecordingSource
+    s3: Any
+    progress: Progress
+    bucket: str
+    allowed_hosts: list[str]
+    transfer_config: TransferConfig | None = None  # None: the module's TRANSFER_CONFIG
+    tmp_dir: str | None = None
+    clock: Any = None
+
+    def _now(self) -> str:
+        return (self.clock() if self.clock else datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    # ------------------------------------------------------------------ entry point
+
+    def process(self, message: RecordingMessage, *, last_attempt: bool = False) -> dict[str, Any]:
+        """Export one recording. Returns a JSON-able summary; raises when the message must be retried."""
+        rid, call_id = message.responseId, message.callId
+        key, sidecar = message.keys()
+        stem = message.stem
+        if self.progress.get_recording(rid, call_id, stem) is not None:
+            metrics.add_metric(name="RecordingsSkipped", unit=MetricUnit.Count, value=1)
+            self.progress.maybe_complete(rid)  # repairs a crash between counting and completing
+            return {"outcome": "skipped", "reason": "already recorded"}
+        present = self._already_in_s3(key, sidecar)
+        if present is not None:
+            metrics.add_metric(name="RecordingsSkipped", unit=MetricUnit.Count, value=1)
+            self._finish(message, RecordingOutcome(call_id, stem, message.fileName, "DONE", *present))
+            return {"outcome": "skipped", "reason": "already in S3", "key": key}
+        try:
+            published = self._export(message, key)
+            self._write_sidecar(message, sidecar, published)
+        except PermanentRecordingError as exc:
+            self._failed(message, str(exc))
+            return {"outcome": "failed", "reason": str(exc)}
+        except Exception as exc:
+            if last_attempt:
+                reason = f"gave up after the last delivery: {redact(str(exc))[:300] or type(exc).__name__}"
+                self._failed(message, reason)
+            raise
+        metrics.add_metric(name="RecordingsCopied", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name="RecordingBytes", unit=MetricUnit.Bytes, value=published.size)
+        self._finish(
+            message,
+            RecordingOutcome(
+                call_id, stem, message.fileName, "DONE", key, published.size, published.sha256, published.source
+            ),
+        )
+        logger.info(
+            "recording copied",
+            extra={
+                "response_id": rid,
+                "call_id": call_id,
+                "key": key,
+                "size": published.size,
+                "source": published.source,
+            },
+        )
+        return {"outcome": "copied", "key": key, "size": published.size, "sha256": published.sha256}
+
+    def _finish(self, message: RecordingMessage, outcome: RecordingOutcome) -> None:
+        self.progress.record_recording(message.responseId, outcome)
+        self.progress.maybe_complete(message.responseId)
+
+    def _failed(self, message: RecordingMessage, reason: str) -> None:
+        logger.error(
+            "recording failed",
+            extra={"response_id": message.responseId, "call_id": message.callId, "reason": reason},
+        )
+        outcome = RecordingOutcome(message.callId, message.stem, message.fileName, "FAILED", error=reason)
+        if self.progress.record_recording(message.responseId, outcome):
+            metrics.add_metric(name="RecordingsFailed", unit=MetricUnit.Count, value=1)
+        self.progress.maybe_complete(message.responseId)
+
+    # ------------------------------------------------------------------ already done?
+
+    def _already_in_s3(self, key: str, sidecar: str) -> tuple[str, int, str, str] | None:
+        """``(key, size, sha256, source)`` when a verified copy and its sidecar are already there
+        (a crash after the copy, before the REC item); else None and the recording is copied again."""
+        try:
+            head = self.s3.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+        meta = head.get("Metadata", {})
+        sha, size = meta.get("sha256", ""), meta.get("size", "")
+        if len(sha) != 64 or not size.isdigit() or int(size) != head.get("ContentLength"):
+            return None
+        try:
+            body = self.s3.get_object(Bucket=self.bucket, Key=sidecar)["Body"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+        with body:
+            try:
+                doc = json.load(body)
+            except ValueError:
+                return None
+        if (
+            not isinstance(doc, dict)
+            or doc.get("sha256") != sha
+            or doc.get("source") not in (SOURCE_OBS, SOURCE_FALLBACK)
+        ):
+            return None
+        return key, int(size), sha, str(doc["source"])
+
+    # ------------------------------------------------------------------ export
+
+    def _export(self, message: RecordingMessage, key: str) -> _Published:
+        try:
+            begin, end = parse_time(message.callBegin), parse_time(message.callEnd)
+        except ValueError:
+            raise PermanentRecordingError("callBegin/callEnd are not yyyy-MM-dd HH:mm:ss") from None
+        refreshes = 0
+        while True:
+            try:
+                urls = self.ccfs.get_record_file_urls(message.callId, begin, end, version="2.0")
+            except CcfsNotFound:
+                return self._fallback(message, key, "getRecordFileUrlFromObs found no recording (0300012)")
+            except CcfsAuthError:
+                raise  # credentials/clock: retry and alarm, not this recording's fault
+            except CcfsPermanentError as exc:
+                raise PermanentRecordingError(f"getRecordFileUrlFromObs refused the request: {exc}") from None
+            url = pick_url(urls, message.fileName, message.ordinal, message.count)
+            if url is None:
+                return self._fallback(message, key, f"{len(urls)} URLs returned, none identifiable")
+            parsed = check_recording_url(url, self.allowed_hosts)
+            result = self._fetch(parsed, message, key)
+            if result == "expired":
+                if refreshes >= MAX_URL_REFRESHES:
+                    raise TransientRecordingError(f"recording URL refused (HTTP 403) after {refreshes} refreshes")
+                refreshes += 1
+                metrics.add_metric(name="UrlRefreshes", unit=MetricUnit.Count, value=1)
+                logger.info("recording URL expired, asking for a fresh one", extra={"call_id": message.callId})
+                continue
+            if result == "missing":
+                return self._fallback(message, key, "object storage answered 404")
+            assert isinstance(result, _Published)
+            return result
+
+    def _fetch(self, url: httpx.URL, message: RecordingMessage, key: str) -> _Published | str:
+        """GET the pre-signed URL and publish it; ``"expired"`` on 403, ``"missing"`` on 404."""
+        shown = redact_url(str(url))
+        http = self.ccfs.http
+        try:
+            response = http.send(http.build_request("GET", url), stream=True, follow_redirects=False)
+        except httpx.HTTPError as exc:
+            raise TransientRecordingError(f"GET {shown}: {type(exc).__name__}") from None
+        try:
+            status = response.status_code
+            if 300 <= status < 400:
+                raise PermanentRecordingError(f"redirect refused (HTTP {status} from {shown})")
+            if status == 403:
+                return "expired"
+            if status == 404:
+                return "missing"
+            if status in (408, 429) or status >= 500:
+                raise TransientRecordingError(f"GET {shown}: HTTP {status}")
+            if status != 200:
+                raise PermanentRecordingError(f"GET {shown}: HTTP {status}")
+            declared = response.headers.get("content-length", "")
+            expected = int(declared) if declared.isdigit() else None
+            try:
+                return self._publish(response.iter_bytes(HTTP_CHUNK), expected, message, key, SOURCE_OBS)
+            except httpx.HTTPError as exc:
+                raise TransientRecordingError(f"GET {shown}: body failed ({type(exc).__name__})") from None
+        finally:
+            response.close()
+
+    def _fallback(self, message: RecordingMessage, key: str, why: str) -> _Published:
+        metrics.add_metric(name="RecordingFallbacks", unit=MetricUnit.Count, value=1)
+        logger.info("falling back to downloadRecordFile", extra={"call_id": message.callId, "why": why})
+        with tempfile.NamedTemporaryFile(dir=self.tmp_dir, prefix="rec-", suffix=".wav") as tmp:
+            try:
+                size = self.ccfs.download_record_file(message.fileName, cast(BinaryIO, tmp))
+            except CcfsNotFound:
+                raise PermanentRecordingError(
+                    f"recording not found: {why}; downloadRecordFile found no recording either (0300012)"
+                ) from None
+            except CcfsAuthError:
+                raise
+            except CcfsPermanentError as exc:
+                raise PermanentRecordingError(f"downloadRecordFile refused the request: {exc}") from None
+            tmp.flush()
+            tmp.seek(0)
+            return self._publish(file_chunks(cast(BinaryIO, tmp)), size, message, key, SOURCE_FALLBACK)
+
+    def _publish(
+        self, chunks: Iterator[bytes], expected: int | None, message: RecordingMessage, key: str, source: str
+    ) -> _Published:
+        """Stream to a fresh staging key, verify, copy to ``key`` with metadata; staging always deleted."""
+        staging = layout.staging_key()
+        reader = HashingReader(chunks)
+        try:
+            self.s3.upload_fileobj(reader, self.bucket, staging, Config=self.transfer_config or TRANSFER_CONFIG)
+            if expected is not None and reader.bytes_read != expected:
+                raise TransientRecordingError(
+                    f"recording body has {reader.bytes_read} bytes, {expected} were declared: truncated"
+                )
+            if reader.bytes_read == 0:
+                raise TransientRecordingError("recording body is empty")
+            self.s3.copy(
+                {"Bucket": self.bucket, "Key": staging},
+                self.bucket,
+                key,
+                ExtraArgs={
+                    "Metadata": {
+                        "sha256": reader.sha256,
+                        "size": str(reader.bytes_read),
+                        "response-id": message.responseId,
+                        "call-id": message.callId,
+                    },
+                    "MetadataDirective": "REPLACE",
+                    "ContentType": "audio/wav",
+                },
+                Config=self.transfer_config or TRANSFER_CONFIG,
+            )
+        finally:
+            try:
+                self.s3.delete_object(Bucket=self.bucket, Key=staging)
+            except ClientError as exc:  # the lifecycle rule expires _staging/ after a day
+                logger.warning("could not delete staging object", extra={"key": staging, "error": str(exc)})
+        return _Published(key, reader.bytes_read, reader.sha256, source)
+
+    def _write_sidecar(self, message: RecordingMessage, sidecar: str, published: _Published) -> None:
+        document = {
+            "responseId": message.responseId,
+            "callId": message.callId,
+            "fileName": message.fileName,
+            "key": published.key,
+            "sha256": published.sha256,
+            "size": published.size,
+            "source": published.source,
+            "copied_at": self._now(),
+            "row": message.row,
+        }
+        self.s3.put_object(
+            Bucket=self.bucket,
+            Key=sidecar,
+            Body=json.dumps(document, ensure_ascii=False, indent=1).encode(),
+            ContentType="application/json",
+        )

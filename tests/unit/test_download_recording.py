@@ -1,0 +1,554 @@
+"""Download function, recording messages: pre-signed GET → staging → verified copy → REC item → completion.
+
+CC-FS is a fake with ``get_record_file_urls`` / ``download_record_file`` and an ``http`` client whose
+transport is an ``httpx.MockTransport`` playing object storage (every request is logged). AWS is
+moto (tests/conftest.py ``aws``).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import httpx
+import pytest
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+from boto3.s3.transfer import TransferConfig
+
+from ccfs.errors import CcfsNotFound
+from exporter import aws as exporter_aws
+from exporter import recordings
+from exporter.progress import BILL_PROCESSED, Progress
+from exporter.streams import HashingReader
+from tests.conftest import load_handler
+from tests.unit.test_progress import fast_clients, seed_job
+
+ROOT = Path(__file__).resolve().parents[2]
+RID = "9239cb50a8384bb0ab503441bf089446"
+OBS = "bucket.obs.cn-north-4.myhuaweicloud.com"
+EVENT = json.loads((ROOT / "events" / "recording_message.json").read_text())
+FILE_BODIES = [json.loads(r["body"]) for r in EVENT["Records"]]
+CALL = FILE_BODIES[0]["callId"]
+MiB = 1024 * 1024
+
+
+def wav(seed: str, size: int = 3000) -> bytes:
+    block = hashlib.sha256(seed.encode()).digest()
+    return (b"RIFF" + block * (size // 32 + 1))[:size]
+
+
+def body_for(call_id: str, stem: str, ordinal: int = 1, count: int = 1) -> dict[str, Any]:
+    body = copy.deepcopy(FILE_BODIES[0])
+    file_name = f"/10/1/record/100/20180702/{stem}.wav"
+    body.update(callId=call_id, fileName=file_name, ordinal=ordinal, count=count)
+    body["row"].update(call_id=call_id, file_name=file_name)
+    return body
+
+
+def stem_of(body: dict[str, Any]) -> str:
+    return body["fileName"].rsplit("/", 1)[-1].removesuffix(".wav")
+
+
+def final_key(body: dict[str, Any], ext: str = "wav") -> str:
+    return f"recordings/account_id=acct001/call_date=2018-07-02/{body['callId']}/{stem_of(body)}.{ext}"
+
+
+class FakeCcfs:
+    """CC-FS plus object storage. ``recordings[call_id][stem]`` are served at pre-signed-looking URLs;
+    ``url_replies`` / ``routes[path]`` override replies once each, in order."""
+
+    def __init__(self) -> None:
+        self.recordings: dict[str, dict[str, bytes]] = {}
+        self.url_replies: list[list[str] | Exception] = []
+        self.files: dict[str, bytes | Exception] = {}
+        self.routes: dict[str, list[Callable[[httpx.Request], httpx.Response]]] = {}
+        self.requests: list[httpx.Request] = []
+        self.url_calls: list[tuple[Any, ...]] = []
+        self.file_calls: list[str] = []
+        self._http = httpx.Client(transport=httpx.MockTransport(self._serve), follow_redirects=False)
+
+    def add(self, body: dict[str, Any], data: bytes) -> bytes:
+        self.recordings.setdefault(body["callId"], {})[stem_of(body)] = data
+        return data
+
+    @property
+    def http(self) -> httpx.Client:
+        return self._http
+
+    def url_for(self, call_id: str, stem: str, n: int = 1) -> str:
+        return f"https://{OBS}/rec/{call_id}/{stem}.wav?AccessKeyId=AK&Expires={n}&Signature=SECRET"
+
+    def get_record_file_urls(self, call_id: str, begin: Any, end: Any, *, version: str | None = "2.0") -> list[str]:
+        self.url_calls.append((call_id, begin, end, version))
+        if self.url_replies:
+            reply = self.url_replies.pop(0)
+            if isinstance(reply, Exception):
+                raise reply
+            return reply
+        stems = sorted(self.recordings.get(call_id, {}))
+        return [self.url_for(call_id, stem, len(self.url_calls)) for stem in stems]
+
+    def download_record_file(self, file_name: str, sink: BinaryIO) -> int:
+        self.file_calls.append(file_name)
+        reply = self.files.get(file_name, CcfsNotFound("downloadRecordFile", "no data found", "0300012"))
+        if isinstance(reply, Exception):
+            raise reply
+        sink.write(reply)
+        return len(reply)
+
+    def _serve(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        path = request.url.path
+        if self.routes.get(path):
+            return self.routes[path].pop(0)(request)
+        parts = path.split("/")  # /rec/{call_id}/{stem}.wav
+        data = self.recordings.get(parts[2], {}).get(parts[3].removesuffix(".wav")) if len(parts) == 4 else None
+        if data is None:
+            return httpx.Response(404)
+        return httpx.Response(200, content=data, headers={"Content-Type": "audio/wav"})
+
+
+class BrokenStream(httpx.SyncByteStream):
+    """A body that stops with a connection error after ``chunks``."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self.chunks
+        raise httpx.RemoteProtocolError("peer closed connection without sending complete message body")
+
+
+def s3() -> Any:
+    return exporter_aws.client("s3")  # the app's own (cached) client: see test_progress.fast_clients
+
+
+def queue_arn(queue_url: str) -> str:
+    return f"arn:aws:sqs:us-east-1:123456789012:{queue_url.rsplit('/', 1)[-1]}"
+
+
+def rec_event(names: Any, bodies: list[dict[str, Any]], receive_count: int = 1) -> dict[str, Any]:
+    records = []
+    for i, body in enumerate(bodies):
+        record = copy.deepcopy(EVENT["Records"][0])
+        record["messageId"] = f"msg-{i}-{body['callId']}-{stem_of(body)}"
+        record["body"] = json.dumps(body)
+        record["attributes"]["ApproximateReceiveCount"] = str(receive_count)
+        record["eventSourceARN"] = queue_arn(names.recording_queue_url)
+        records.append(record)
+    return {"Records": records}
+
+
+def objects(names: Any, prefix: str = "") -> list[str]:
+    listing = s3().list_objects_v2(Bucket=names.bucket, Prefix=prefix)
+    return sorted(o["Key"] for o in listing.get("Contents", []))
+
+
+def read(names: Any, key: str) -> bytes:
+    return s3().get_object(Bucket=names.bucket, Key=key)["Body"].read()
+
+
+def progress(names: Any) -> Progress:
+    return Progress(ddb=exporter_aws.client("dynamodb"), s3=s3(), table=names.jobs_table, bucket=names.bucket)
+
+
+def assert_nothing_left_behind(names: Any) -> None:
+    assert objects(names, "recordings/") == []
+    assert objects(names, "_staging/") == []
+    assert s3().list_multipart_uploads(Bucket=names.bucket).get("Uploads", []) == []
+
+
+def emitted(capsys: pytest.CaptureFixture[str]) -> dict[str, float]:
+    totals: dict[str, float] = {}
+    for line in capsys.readouterr().out.splitlines():
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(doc, dict) and "_aws" in doc:
+            for spec in doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]:
+                value = doc[spec["Name"]]
+                totals[spec["Name"]] = totals.get(spec["Name"], 0) + (sum(value) if isinstance(value, list) else value)
+    return totals
+
+
+@pytest.fixture
+def fake(aws, monkeypatch) -> FakeCcfs:
+    return FakeCcfs()
+
+
+@pytest.fixture
+def handler(aws, fake, monkeypatch):
+    fast_clients(monkeypatch)
+    module = load_handler("download")
+    monkeypatch.setattr(module, "ccfs_client", lambda settings: fake)
+    return module
+
+
+def start_job(names: Any, total: int) -> None:
+    seed_job(names, "DOWNLOADING", recordings_total=total, **{BILL_PROCESSED: "2018-07-02T02:00:00Z"})
+    base = {"responseId": RID, "status": "DOWNLOADING", "cdr": [{"key": "cdr/k.csv", "rows": 2}], "bad_rows": []}
+    s3().put_object(Bucket=names.bucket, Key=f"manifests/{RID}.json", Body=json.dumps(base).encode())
+
+
+def job(names: Any) -> dict[str, Any]:
+    found = progress(names).get_job(RID)
+    assert found is not None
+    return found
+
+
+# ---------------------------------------------------------------------------- happy paths
+
+
+def test_recording_happy_path(aws, fake, handler, lambda_context, capsys):
+    start_job(aws, total=2)
+    body = FILE_BODIES[0]
+    data = fake.add(body, wav("a"))
+    fake.add(FILE_BODIES[1], wav("b"))
+
+    result = handler.lambda_handler(rec_event(aws, [body]), lambda_context)
+
+    assert result == {"batchItemFailures": []}
+    key = final_key(body)
+    head = s3().head_object(Bucket=aws.bucket, Key=key)
+    sha = hashlib.sha256(data).hexdigest()
+    assert head["Metadata"] == {"sha256": sha, "size": str(len(data)), "response-id": RID, "call-id": CALL}
+    assert head["ContentType"] == "audio/wav"
+    assert read(aws, key) == data
+    sidecar = json.loads(read(aws, final_key(body, "json")))
+    assert sidecar["row"] == body["row"] and sidecar["sha256"] == sha and sidecar["size"] == len(data)
+    assert sidecar["source"] == "obs" and sidecar["responseId"] == RID and sidecar["copied_at"].endswith("Z")
+    assert objects(aws, "_staging/") == []
+    rec = progress(aws).get_recording(RID, CALL, stem_of(body))
+    assert rec is not None
+    assert (rec["status"], rec["key"], rec["size"], rec["sha256"], rec["source"]) == (
+        "DONE",
+        key,
+        len(data),
+        sha,
+        "obs",
+    )
+    assert job(aws)["recordings_done"] == 1 and job(aws)["job_status"] == "DOWNLOADING"
+    # the URL named by the file stem was fetched, with the tenant-local window of the row
+    assert [r.url.path for r in fake.requests] == [f"/rec/{CALL}/{stem_of(body)}.wav"]
+    assert fake.url_calls[0][1:] == (
+        recordings.parse_time(body["callBegin"]),
+        recordings.parse_time(body["callEnd"]),
+        "2.0",
+    )
+    metrics = emitted(capsys)
+    assert metrics["RecordingsCopied"] == 1 and metrics["RecordingBytes"] == len(data)
+    assert "SECRET" not in capsys.readouterr().out
+
+
+def test_last_recording_completes_the_job(aws, fake, handler, lambda_context, capsys):
+    start_job(aws, total=2)
+    datas = [fake.add(b, wav(str(i), 2000 + i)) for i, b in enumerate(FILE_BODIES)]
+    assert handler.lambda_handler(rec_event(aws, FILE_BODIES), lambda_context) == {"batchItemFailures": []}
+    assert job(aws)["job_status"] == "COMPLETED"
+    doc = json.loads(read(aws, f"manifests/{RID}.json"))
+    assert doc["status"] == "COMPLETED" and doc["cdr"] == [{"key": "cdr/k.csv", "rows": 2}]
+    assert doc["counts"]["recordings_done"] == 2 and doc["failures"] == []
+    assert sorted((r["key"], r["size"], r["sha256"]) for r in doc["recordings"]) == sorted(
+        (final_key(b), len(d), hashlib.sha256(d).hexdigest()) for b, d in zip(FILE_BODIES, datas, strict=True)
+    )
+    assert emitted(capsys)["JobsCompleted"] == 1
+
+
+def test_already_recorded_is_skipped(aws, fake, handler, lambda_context, capsys):
+    start_job(aws, total=2)
+    fake.add(FILE_BODIES[0], wav("a"))
+    handler.lambda_handler(rec_event(aws, [FILE_BODIES[0]]), lambda_context)
+    # the idempotency record expired: only the REC item stands between us and a second copy
+    ddb = exporter_aws.client("dynamodb")
+    for item in ddb.scan(TableName=aws.idempotency_table)["Items"]:
+        ddb.delete_item(TableName=aws.idempotency_table, Key={"id": item["id"]})
+    capsys.readouterr()
+    requests_before = len(fake.requests)
+    assert handler.lambda_handler(rec_event(aws, [FILE_BODIES[0]]), lambda_context) == {"batchItemFailures": []}
+    assert len(fake.requests) == requests_before and len(fake.url_calls) == 1
+    assert job(aws)["recordings_done"] == 1
+    assert emitted(capsys)["RecordingsSkipped"] == 1
+
+
+def test_already_in_s3_is_recorded_without_copying(aws, fake, handler, lambda_context):
+    start_job(aws, total=2)
+    body = FILE_BODIES[0]
+    data = wav("earlier")
+    sha = hashlib.sha256(data).hexdigest()
+    client = s3()
+    client.put_object(
+        Bucket=aws.bucket, Key=final_key(body), Body=data, Metadata={"sha256": sha, "size": str(len(data))}
+    )
+    sidecar = {"sha256": sha, "size": len(data), "source": "downloadRecordFile"}
+    client.put_object(Bucket=aws.bucket, Key=final_key(body, "json"), Body=json.dumps(sidecar).encode())
+    assert handler.lambda_handler(rec_event(aws, [body]), lambda_context) == {"batchItemFailures": []}
+    assert fake.requests == [] and fake.url_calls == []
+    rec = progress(aws).get_recording(RID, CALL, stem_of(body))
+    assert rec is not None and (rec["status"], rec["sha256"], rec["source"]) == ("DONE", sha, "downloadRecordFile")
+    assert job(aws)["recordings_done"] == 1
+
+
+def test_expired_url_is_refreshed_once(aws, fake, handler, lambda_context, capsys):
+    start_job(aws, total=2)
+    body = FILE_BODIES[0]
+    data = fake.add(body, wav("a"))
+    fake.routes[f"/rec/{CALL}/{stem_of(body)}.wav"] = [lambda r: httpx.Response(403, text="<Error>expired</Error>")]
+    assert handler.lambda_handler(rec_event(aws, [body]), lambda_context) == {"batchItemFailures": []}
+    assert len(fake.url_calls) == 2
+    assert [dict(r.url.params)["Expires"] for r in fake.requests] == ["1", "2"]  # the fresh URL was used
+    assert read(aws, final_key(body)) == data
+    assert emitted(capsys)["UrlRefreshes"] == 1
+
+
+def test_url_refused_after_two_refreshes_is_retried_later(aws, fake, handler, lambda_context):
+    start_job(aws, total=2)
+    body = FILE_BODIES[0]
+    fake.add(body, wav("a"))
+    fake.routes[f"/rec/{CALL}/{stem_of(body)}.wav"] = [lambda r: httpx.Response(403)] * 3
+    with pytest.raises(BatchProcessingError):
+        handler.lambda_handler(rec_event(aws, [body]), lambda_context)
+    assert len(fake.url_calls) == 3 and len(fake.requests) == 3
+    assert progress(aws).get_recording(RID, CALL, stem_of(body)) is None
+    assert_nothing_left_behind(aws)
+
+
+def test_not_found_falls_back_to_download_record_file(aws, fake, handler, lambda_context, capsys):
+    start_job(aws, total=2)
+    body = FILE_BODIES[0]
+    fake.url_replies = [CcfsNotFound("getRecordFileUrlFromObs", "no data found", "0300012")]
+    data = fake.files[body["fileName"]] = wav("fallback")
+    assert handler.lambda_handler(rec_event(aws, [body]), lambda_context) == {"batchItemFailures": []}
+    assert fake.file_calls == [body["fileName"]] and fake.requests == []
+    assert read(aws, final_key(body)) == data
+    head = s3().head_object(Bucket=aws.bucket, Key=final_key(body))
+    assert head["Metadata"]["sha256"] == hashlib.sha256(data).hexdigest()
+    assert json.loads(read(aws, final_key(body, "json")))["source"] == "downloadRecordFile"
+    rec = progress(aws).get_recording(RID, CALL, stem_of(body))
+    assert rec is not None and rec["source"] == "downloadRecordFile"
+    assert emitted(capsys)["RecordingFallbacks"] == 1
+
+
+def test_not_found_anywhere_is_a_permanent_failure(aws, fake, handler, lambda_context, capsys):
+    start_job(aws, total=1)
+    body = FILE_BODIES[0]
+    fake.url_replies = [CcfsNotFound("getRecordFileUrlFromObs", "no data found", "0300012")]
+    assert handler.lambda_handler(rec_event(aws, [body]), lambda_context) == {"batchItemFailures": []}
+    rec = progress(aws).get_recording(RID, CALL, stem_of(body))
+    assert rec is not None and rec["status"] == "FAILED" and "0300012" in rec["error"]
+    assert job(aws)["recordings_failed"] == 1 and job(aws)["job_status"] == "COMPLETED"
+    doc = json.loads(read(aws, f"manifests/{RID}.json"))
+    assert doc["failures"] == [{"call_id": CALL, "file_name": body["fileName"], "reason": rec["error"]}]
+    assert emitted(capsys)["RecordingsFailed"] == 1
+    assert_nothing_left_behind(aws)
+
+
+# ---------------------------------------------------------------------------- refused URLs
+
+
+def redirect(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(302, headers={"Location": "https://evil.example/steal?x=1"})
+
+
+@pytest.mark.parametrize(
+    ("url", "route", "reason", "allowed_requests"),
+    [
+        (f"http://{OBS}/rec/c/0903379.wav?Signature=SECRET", None, "must be https", 0),
+        ("https://evil.example/rec/c/0903379.wav?Signature=SECRET", None, "host not allowed", 0),
+        (f"https://{OBS}.evil.example/rec/c/0903379.wav", None, "host not allowed", 0),
+        (f"https://{OBS}/rec/c/0903379.wav?Signature=SECRET", redirect, "redirect refused", 1),
+    ],
+)
+def test_refused_urls_fail_without_fetching_elsewhere(
+    aws, fake, handler, lambda_context, capsys, url, route, reason, allowed_requests
+):
+    start_job(aws, total=2)
+    body = FILE_BODIES[0]
+    fake.url_replies = [[url]]
+    if route:
+        fake.routes["/rec/c/0903379.wav"] = [route]
+    assert handler.lambda_handler(rec_event(aws, [body]), lambda_context) == {"batchItemFailures": []}
+    assert len(fake.requests) == allowed_requests
+    assert all(r.url.host == OBS for r in fake.requests)  # never evil.example
+    rec = progress(aws).get_recording(RID, CALL, stem_of(body))
+    assert rec is not None and rec["status"] == "FAILED" and reason in rec["error"]
+    assert "SECRET" not in rec["error"] and "SECRET" not in capsys.readouterr().out
+    assert job(aws)["recordings_failed"] == 1
+    assert_nothing_left_behind(aws)
+
+
+# ---------------------------------------------------------------------------- broken bodies
+
+
+def small_transfer(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = TransferConfig(multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB, max_concurrency=2)
+    monkeypatch.setattr(recordings, "TRANSFER_CONFIG", config)
+
+
+@pytest.mark.parametrize("case", ["reset", "short", "reset-after-a-part"])
+def test_truncated_body_leaves_nothing_behind(aws, fake, handler, lambda_context, monkeypatch, case):
+    start_job(aws, total=2)
+    body = FILE_BODIES[0]
+    fake.add(body, wav("a"))
+    path = f"/rec/{CALL}/{stem_of(body)}.wav"
+    if case == "reset":
+        fake.routes[path] = [
+            lambda r: httpx.Response(200, headers={"Content-Length": "9000"}, stream=BrokenStream([b"RIFF" * 500]))
+        ]
+    elif case == "short":  # the server closes cleanly but early: only the length check notices
+        fake.routes[path] = [
+            lambda r: httpx.Response(200, headers={"Content-Length": "9000"}, stream=httpx.ByteStream(b"x" * 4000))
+        ]
+    else:  # a multipart upload had started: the transfer manager must abort it
+        small_transfer(monkeypatch)
+        chunks = [b"y" * (512 * 1024)] * 12  # 6 MiB, then a reset
+        fake.routes[path] = [
+            lambda r: httpx.Response(200, headers={"Content-Length": str(8 * MiB)}, stream=BrokenStream(chunks))
+        ]
+    with pytest.raises(BatchProcessingError):
+        handler.lambda_handler(rec_event(aws, [body]), lambda_context)
+    assert_nothing_left_behind(aws)
+    assert progress(aws).get_recording(RID, CALL, stem_of(body)) is None
+    assert job(aws)["recordings_done"] == 0 and job(aws)["recordings_failed"] == 0
+
+
+def test_last_receive_records_the_failure_then_raises(aws, fake, handler, lambda_context):
+    start_job(aws, total=1)
+    body = FILE_BODIES[0]
+    fake.add(body, wav("a"))
+    fake.routes[f"/rec/{CALL}/{stem_of(body)}.wav"] = [lambda r: httpx.Response(503)]
+    with pytest.raises(BatchProcessingError):  # still raised: the message goes to the DLQ (alarm)
+        handler.lambda_handler(rec_event(aws, [body], receive_count=5), lambda_context)
+    rec = progress(aws).get_recording(RID, CALL, stem_of(body))
+    assert rec is not None and rec["status"] == "FAILED" and "HTTP 503" in rec["error"]
+    assert job(aws)["recordings_failed"] == 1 and job(aws)["job_status"] == "COMPLETED"
+    assert json.loads(read(aws, f"manifests/{RID}.json"))["failures"][0]["call_id"] == CALL
+
+
+# ---------------------------------------------------------------------------- batches
+
+
+def test_one_failing_record_in_a_batch_is_reported_alone(aws, fake, handler, lambda_context):
+    bodies = [body_for("1530497000-201", "0000201"), body_for("1530497000-202", "0000202"), FILE_BODIES[0]]
+    start_job(aws, total=3)
+    for body in bodies:
+        fake.add(body, wav(body["callId"]))
+    fake.routes["/rec/1530497000-202/0000202.wav"] = [lambda r: httpx.Response(500)]
+    event = rec_event(aws, bodies)
+    result = handler.lambda_handler(event, lambda_context)
+    assert result == {"batchItemFailures": [{"itemIdentifier": event["Records"][1]["messageId"]}]}
+    assert objects(aws, "recordings/") == sorted(
+        [final_key(bodies[0]), final_key(bodies[0], "json"), final_key(bodies[2]), final_key(bodies[2], "json")]
+    )
+    assert job(aws)["recordings_done"] == 2
+
+
+class Crash(BaseException):
+    """Lambda dying mid-batch (timeout, out of memory): nothing in the process catches it."""
+
+
+def test_crash_mid_batch_then_redelivery_duplicates_nothing(aws, fake, handler, lambda_context, monkeypatch):
+    bodies = [body_for("1530497000-301", "0000301"), body_for("1530497000-302", "0000302"), FILE_BODIES[0]]
+    start_job(aws, total=3)
+    for body in bodies:
+        fake.add(body, wav(body["callId"]))
+    original = Progress.maybe_complete
+    calls = {"n": 0}
+
+    def crash_on_second(self: Progress, response_id: str) -> bool:
+        calls["n"] += 1
+        if calls["n"] == 2:  # after the 2nd recording was counted, before its message is done
+            raise Crash
+        return original(self, response_id)
+
+    monkeypatch.setattr(Progress, "maybe_complete", crash_on_second)
+    event = rec_event(aws, bodies)
+    lambda_context.remaining_ms = 1  # the in-progress idempotency record expires with the invocation
+    with pytest.raises(Crash):
+        handler.lambda_handler(event, lambda_context)
+    assert job(aws)["recordings_done"] == 2
+    time.sleep(0.01)
+
+    redelivered = rec_event(aws, bodies, receive_count=2)
+    lambda_context.remaining_ms = 600_000
+    assert handler.lambda_handler(redelivered, lambda_context) == {"batchItemFailures": []}
+    final = job(aws)
+    assert (final["recordings_done"], final["recordings_failed"], final["job_status"]) == (3, 0, "COMPLETED")
+    assert len(objects(aws, "recordings/")) == 6  # 3 recordings + 3 sidecars
+    assert len(fake.requests) == 3  # each recording fetched exactly once
+    doc = json.loads(read(aws, f"manifests/{RID}.json"))
+    assert len(doc["recordings"]) == 3
+
+
+# ---------------------------------------------------------------------------- streaming
+
+
+def test_hashing_reader_reads_in_chunks():
+    produced = []
+
+    def chunks() -> Iterator[bytes]:
+        for i in range(100):
+            produced.append(i)
+            yield bytes([i]) * 1000
+
+    reader = HashingReader(chunks())
+    first = reader.read(2500)
+    assert len(first) == 2500 and len(produced) == 3  # never more than needed
+    rest = reader.read()
+    assert len(produced) == 100 and reader.exhausted
+    expected = b"".join(bytes([i]) * 1000 for i in range(100))
+    assert first + rest == expected
+    assert reader.bytes_read == 100_000 and reader.sha256 == hashlib.sha256(expected).hexdigest()
+    assert reader.read(10) == b""
+    assert not reader.seekable() and reader.readable()
+
+
+def test_upload_starts_before_the_body_ends(aws, fake, handler, lambda_context, monkeypatch):
+    """The body is streamed: S3 receives the first part while the HTTP body is still being read."""
+    small_transfer(monkeypatch)
+    start_job(aws, total=2)
+    body = FILE_BODIES[0]
+    fake.add(body, b"unused: the route below serves the body")
+    first_part_sent = threading.Event()
+    seen: dict[str, int] = {}
+    chunk = b"z" * (64 * 1024)
+
+    def slow_body() -> Iterator[bytes]:
+        for i in range(100):  # 6.25 MiB in 100 chunks
+            if i == 90 and not first_part_sent.wait(timeout=10):
+                seen["timeout"] = 1
+            yield chunk
+        seen["finished"] = 1
+
+    def on_part(**kwargs: Any) -> None:
+        seen.setdefault("body_finished_at_first_part", int("finished" in seen))
+        first_part_sent.set()
+
+    s3().meta.events.register("before-call.s3.UploadPart", on_part)
+
+    class Body(httpx.SyncByteStream):
+        def __iter__(self) -> Iterator[bytes]:
+            return slow_body()
+
+    fake.routes[f"/rec/{CALL}/{stem_of(body)}.wav"] = [
+        lambda r: httpx.Response(200, headers={"Content-Length": str(100 * len(chunk))}, stream=Body())
+    ]
+    assert handler.lambda_handler(rec_event(aws, [body]), lambda_context) == {"batchItemFailures": []}
+    assert "timeout" not in seen and seen["body_finished_at_first_part"] == 0
+    assert s3().head_object(Bucket=aws.bucket, Key=final_key(body))["ContentLength"] == 100 * len(chunk)
+    assert objects(aws, "_staging/") == []
+
+
+def test_event_file_is_a_valid_recording_batch():
+    assert len(EVENT["Records"]) == 2
+    for record, ordinal in zip(EVENT["Records"], (1, 2), strict=True):
+        body = recordings.RecordingMessage.model_validate_json(record["body"])
+        assert (body.ordinal, body.count) == (ordinal, 2)
+        assert ":aicc-export-RecordingQueue-" in record["eventSourceARN"]
+        assert body.keys()[0].startswith("recordings/account_id=acct001/call_date=2018-07-02/1530497000-101/")

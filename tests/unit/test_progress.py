@@ -1,0 +1,156 @@
+"""Job progress: state transitions, counting a recording once, completion and the manifest."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+
+from exporter import aws as exporter_aws
+from exporter.aws import metrics
+from exporter.keys import JobStatus
+from exporter.progress import BILL_PROCESSED, JobMissing, Progress, RecordingOutcome
+
+RID = "9239cb50a8384bb0ab503441bf089446"
+
+
+def seed_job(names: Any, status: str = "DOWNLOADING", rid: str = RID, **extra: Any) -> None:
+    item = {
+        "pk": f"JOB#{rid}",
+        "sk": "JOB",
+        "response_id": rid,
+        "tenant": "acct001",
+        "account_id": "acct001",
+        "begin_time": "2018-07-02 09:00:00",
+        "end_time": "2018-07-02 09:59:59",
+        "data_type": "call_record",
+        "job_status": status,
+        "status_at": "2018-07-02T02:00:00Z",
+        "bill_file_name": f"20180702_{rid}.zip",
+        "recordings_total": 0,
+        "recordings_done": 0,
+        "recordings_failed": 0,
+    }
+    item.update(extra)
+    exporter_aws.resource("dynamodb").Table(names.jobs_table).put_item(Item=item)
+
+
+@pytest.fixture
+def progress(aws, monkeypatch) -> Iterator[Progress]:
+    fast_clients(monkeypatch)
+    s3, ddb = exporter_aws.client("s3"), exporter_aws.client("dynamodb")
+    yield Progress(ddb=ddb, s3=s3, table=aws.jobs_table, bucket=aws.bucket)
+    metrics.clear_metrics()  # added outside a handler: never let them reach another test's flush
+
+
+def manifest(names: Any, rid: str = RID) -> dict[str, Any]:
+    body = exporter_aws.client("s3").get_object(Bucket=names.bucket, Key=f"manifests/{rid}.json")["Body"].read()
+    return json.loads(body)
+
+
+def done(call_id: str, stem: str, size: int = 10) -> RecordingOutcome:
+    key = f"recordings/account_id=acct001/call_date=2018-07-02/{call_id}/{stem}.wav"
+    return RecordingOutcome(call_id, stem, f"/r/{stem}.wav", "DONE", key, size, "a" * 64, "obs")
+
+
+def test_begin_download_transitions(aws, progress):
+    seed_job(aws, "READY")
+    state, job = progress.begin_download(RID)
+    assert state == "started" and job["job_status"] == "DOWNLOADING"
+    assert progress.begin_download(RID)[0] == "resumed"
+    seed_job(aws, "COMPLETED")
+    assert progress.begin_download(RID)[0] == "skip"
+    with pytest.raises(JobMissing):
+        progress.begin_download("0" * 32)
+
+
+def test_a_recording_counts_once(aws, progress):
+    seed_job(aws, recordings_total=2, **{BILL_PROCESSED: "2018-07-02T02:00:00Z"})
+    assert progress.record_recording(RID, done("c-1", "s1")) is True
+    assert progress.record_recording(RID, done("c-1", "s1")) is False  # redelivery
+    failed = RecordingOutcome("c-2", "s2", "/r/s2.wav", "FAILED", error="recording URL host not allowed: x")
+    assert progress.record_recording(RID, failed) is True
+    assert progress.record_recording(RID, failed) is False
+    job = progress.get_job(RID)
+    assert (job["recordings_done"], job["recordings_failed"]) == (1, 1)
+    rec = progress.get_recording(RID, "c-2", "s2")
+    assert rec["status"] == "FAILED" and rec["file_name"] == "/r/s2.wav" and rec["expires_at"] > 0
+
+
+def test_recording_for_an_unknown_job_is_an_error(aws, progress):
+    with pytest.raises(JobMissing):
+        progress.record_recording("f" * 32, done("c-1", "s1"))
+    assert progress.get_recording("f" * 32, "c-1", "s1") is None  # the transaction wrote nothing
+
+
+def test_no_completion_before_the_bill_results_are_saved(aws, progress):
+    seed_job(aws)  # recordings_total 0 from the job's creation is not final yet
+    assert progress.maybe_complete(RID) is False
+    assert progress.get_job(RID)["job_status"] == "DOWNLOADING"
+
+
+def test_completion_writes_the_final_manifest_once(aws, progress):
+    seed_job(aws, recordings_total=2, bad_rows=1, **{BILL_PROCESSED: "2018-07-02T02:00:00Z"})
+    base = progress.manifest_base(progress.get_job(RID), JobStatus.DOWNLOADING)
+    base.update(
+        {
+            "cdr": [{"key": "cdr/x.csv", "rows": 3}],
+            "bad_rows": [{"file": "e_call_1.csv", "line": 4, "reason": "bad"}],
+            "unexpected_entries": ["readme.txt"],
+        }
+    )
+    progress.write_manifest(RID, base)
+    progress.record_recording(RID, done("c-1", "s1", 44))
+    assert progress.maybe_complete(RID) is False  # 1 of 2
+    progress.record_recording(RID, RecordingOutcome("c-2", "s2", "/r/s2.wav", "FAILED", error="redirect refused"))
+    assert progress.maybe_complete(RID) is True
+    assert progress.maybe_complete(RID) is False  # already COMPLETED: nothing twice
+    job = progress.get_job(RID)
+    assert job["job_status"] == "COMPLETED" and "completed_at" in job
+    doc = manifest(aws)
+    assert doc["status"] == "COMPLETED"
+    assert doc["counts"]["recordings_done"] == 1 and doc["counts"]["recordings_failed"] == 1
+    assert doc["cdr"] == [{"key": "cdr/x.csv", "rows": 3}]
+    assert doc["bad_rows"] == [{"file": "e_call_1.csv", "line": 4, "reason": "bad"}]
+    assert doc["unexpected_entries"] == ["readme.txt"]
+    assert doc["recordings"] == [
+        {
+            "call_id": "c-1",
+            "file_name": "/r/s1.wav",
+            "key": "recordings/account_id=acct001/call_date=2018-07-02/c-1/s1.wav",
+            "size": 44,
+            "sha256": "a" * 64,
+            "source": "obs",
+        }
+    ]
+    assert doc["failures"] == [{"call_id": "c-2", "file_name": "/r/s2.wav", "reason": "redirect refused"}]
+
+
+def test_fail_job_only_from_downloading(aws, progress):
+    seed_job(aws, "COMPLETED")
+    assert progress.fail_job(RID, "boom") is False
+    seed_job(aws)
+    assert progress.fail_job(RID, "boom") is True
+    job = progress.get_job(RID)
+    assert job["job_status"] == "FAILED" and job["error"] == "boom"
+
+
+def fast_clients(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Build the app's boto3 clients from boto3's default session, so all services share one loader
+    (``exporter.aws.client`` makes a new session per client: each parses its JSON models again, ≈0.1 s
+    a client a test). Same config and endpoints; tests' helpers use the same cached clients."""
+
+    @functools.cache
+    def client(service: str) -> Any:
+        return boto3.client(service, config=exporter_aws._CONFIG)  # type: ignore[call-overload]
+
+    @functools.cache
+    def resource(service: str) -> Any:
+        return boto3.resource(service, config=exporter_aws._CONFIG)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(exporter_aws, "client", client)
+    monkeypatch.setattr(exporter_aws, "resource", resource)
