@@ -350,33 +350,56 @@ def test_bill_not_found_fails_the_job(aws, handler, lambda_context):
 
 def test_malformed_rows_are_counted_listed_and_kept_out(aws, handler, lambda_context, capsys):
     seed_job(aws, "READY")
-    bad_time = cdr_row("acct001", "1530497000-201", "2018/07/02 10:00:00")
     short = cdr_row("acct001", "1530497000-202", "2018-07-02 10:00:00")[:5]
-    bad_index = idx_row("acct001", "1530497000-203", "02-07-2018 10:00:00", "/r/1.wav")
     unsafe = cdr_row("acct/../x", "1530497000-204", "2018-07-02 10:00:00")
-    cdr_entry = csv_bytes(CDR_HEADER, [CDR_1[0], bad_time, short, unsafe])
-    index_entry = csv_bytes(RECORD_COLUMNS, [INDEX_1[1], bad_index])
+    unsafe_index = idx_row("acct001", "1530497000-205/..", "2018-07-02 10:00:00", "/r/x.wav")
+    cdr_entry = csv_bytes(CDR_HEADER, [CDR_1[0], short, unsafe])
+    index_entry = csv_bytes(RECORD_COLUMNS, [INDEX_1[1], unsafe_index])
     handler.use(FakeCcfs(zip_bytes({f"{PREFIX}_call_1.csv": cdr_entry, f"{PREFIX}_record_1.csv": index_entry})))
     event = bill_event(aws, {"responseId": RID, "billFileName": BILL, "tenant": "acct001"})
     assert handler.lambda_handler(event, lambda_context) == {"batchItemFailures": []}
 
     item = job(aws)
-    assert (item["cdr_rows"], item["index_rows"], item["bad_rows"], item["recordings_total"]) == (1, 1, 4, 1)
+    assert (item["cdr_rows"], item["index_rows"], item["bad_rows"], item["recordings_total"]) == (1, 1, 3, 1)
     objects = s3_objects(aws)
     assert parse_csv(objects[f"cdr/account_id=acct001/call_date=2018-07-02/{RID}-1.csv"]) == [CDR_HEADER, CDR_1[0]]
     index_key = f"recording_index/account_id=acct001/call_date=2018-07-02/{RID}-1.csv"
     assert parse_csv(objects[index_key]) == [list(RECORD_COLUMNS), INDEX_1[1]]
     assert not any("1530497000-20" in v.decode(errors="replace") for k, v in objects.items() if k.endswith(".csv"))
     listed = {(b["file"], b["line"]) for b in manifest(aws)["bad_rows"]}
-    assert listed == {
-        (f"{PREFIX}_call_1.csv", 3),
-        (f"{PREFIX}_call_1.csv", 4),
-        (f"{PREFIX}_call_1.csv", 5),
-        (f"{PREFIX}_record_1.csv", 3),
-    }
+    assert listed == {(f"{PREFIX}_call_1.csv", 3), (f"{PREFIX}_call_1.csv", 4), (f"{PREFIX}_record_1.csv", 3)}
     reasons = {b["line"]: b["reason"] for b in manifest(aws)["bad_rows"] if b["file"].endswith("_call_1.csv")}
-    assert "call_begin" in reasons[3] and "account_id" in reasons[5]
-    assert emitted(capsys)["BadRows"] == 4
+    assert "account_id" in reasons[4]
+    assert emitted(capsys)["BadRows"] == 3
+
+
+def test_rows_without_a_valid_time_are_kept_in_the_window_partition(aws, handler, lambda_context):
+    """Abandoned legs may carry no call_begin: they are data, so they are kept (dated by the job's
+    window, 2018-07-02 here) and counted, never dropped."""
+    seed_job(aws, "READY")
+    no_time = cdr_row("acct001", "1530497000-201", "2018/07/02 10:00:00")  # call_begin and call_end unparseable
+    wait_only = dict(zip(CDR_HEADER, cdr_row("acct001", "1530497000-206", ""), strict=True))
+    wait_only["wait_begin"] = "2018-07-01 23:59:58"  # dated by wait_begin when call_begin is empty
+    wait_only_row = list(wait_only.values())
+    bad_index = idx_row("acct001", "1530497000-203", "02-07-2018 10:00:00", "/r/1.wav")
+    cdr_entry = csv_bytes(CDR_HEADER, [CDR_1[0], no_time, wait_only_row])
+    index_entry = csv_bytes(RECORD_COLUMNS, [INDEX_1[1], bad_index])
+    handler.use(FakeCcfs(zip_bytes({f"{PREFIX}_call_1.csv": cdr_entry, f"{PREFIX}_record_1.csv": index_entry})))
+    event = bill_event(aws, {"responseId": RID, "billFileName": BILL, "tenant": "acct001"})
+    assert handler.lambda_handler(event, lambda_context) == {"batchItemFailures": []}
+
+    item = job(aws)
+    assert (item["cdr_rows"], item["index_rows"], item["bad_rows"], item["undated_rows"]) == (3, 2, 0, 2)
+    objects = s3_objects(aws)
+    day = f"cdr/account_id=acct001/call_date=2018-07-02/{RID}-1.csv"
+    assert parse_csv(objects[day]) == [CDR_HEADER, CDR_1[0], no_time]
+    assert parse_csv(objects[f"cdr/account_id=acct001/call_date=2018-07-01/{RID}-1.csv"]) == [CDR_HEADER, wait_only_row]
+    index_key = f"recording_index/account_id=acct001/call_date=2018-07-02/{RID}-1.csv"
+    assert parse_csv(objects[index_key]) == [list(RECORD_COLUMNS), INDEX_1[1], bad_index]
+    assert manifest(aws)["undated_rows"] == 2
+    bodies = [json.loads(m["Body"]) for m in sqs_messages(aws.recording_queue_url)]
+    undated = next(b for b in bodies if b["callId"] == "1530497000-203")
+    assert undated["callBegin"] == "2018-07-02 09:00:00"  # the window start: CC-FS is asked over the window
 
 
 def test_zero_recordings_completes_the_job(aws, handler, lambda_context, capsys):

@@ -22,11 +22,18 @@ _CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_conne
 
 
 @cache
+def _session() -> boto3.session.Session:
+    # One session per process: each new Session re-reads and parses the service models (tens of ms
+    # per client on a cold start, and most of the time of a moto-backed test).
+    return boto3.session.Session()
+
+
+@cache
 def client(service: str) -> Any:
     """A cached boto3 client (``s3``, ``sqs``, ``dynamodb``, ``secretsmanager``, ``ssm``)."""
-    return boto3.session.Session().client(service, config=_CONFIG)
+    return _session().client(service, config=_CONFIG)
 
 
 @cache
 def resource(service: str) -> Any:
-    return boto3.session.Session().resource(service, config=_CONFIG)
+    return _session().resource(service, config=_CONFIG)

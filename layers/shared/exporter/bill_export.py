@@ -84,6 +84,7 @@ class _Outputs:
 
     workdir: str
     files: dict[str, tuple[str, list[str], int]] = field(default_factory=dict)  # key -> (path, header, rows)
+    undated: int = 0  # rows with no valid time column, partitioned by the job's window start
 
     def add(self, key: str, header: list[str], body_path: str, rows: int) -> None:
         existing = self.files.get(key)
@@ -142,6 +143,29 @@ def _sha256_file(path: str) -> str:
     return digest.hexdigest()
 
 
+_TIME_COLUMNS = ("call_begin", "wait_begin", "ack_begin", "call_end", "wait_end", "ack_end")
+
+
+def _row_time(row: dict[str, str]) -> datetime | None:
+    """The time that dates a row: ``call_begin``, else the first valid other time column."""
+    for column in _TIME_COLUMNS:
+        value = (row.get(column) or "").strip()
+        if value:
+            try:
+                return parse_time(value)
+            except ValueError:
+                continue
+    return None
+
+
+def _window_begin(job: dict[str, Any], bill_file_name: str) -> datetime:
+    """Start of the job's window (tenant-local), else the bill's date: the fallback partition."""
+    try:
+        return parse_time(str(job.get("begin_time") or ""))
+    except ValueError:
+        return datetime.combine(layout.bill_date(bill_file_name), datetime.min.time())
+
+
 def _call_end(row: dict[str, str], begin: datetime) -> str:
     """``callEnd`` for getRecordFileUrlFromObs: the row's call_end when valid, within 3 days."""
     try:
@@ -167,6 +191,7 @@ def _stream_kind(
     outputs: _Outputs,
     bad: _BadRows,
     recordings: _Recordings | None,
+    window_begin: datetime,
 ) -> int:
     """Stream one kind's rows into per-partition files, entry by entry. Returns the rows kept."""
     key_for = layout.cdr_key if kind == "cdr" else layout.index_key
@@ -190,11 +215,12 @@ def _stream_kind(
             finish_entry()
             entry = entry_name
             number = layout.entry_number(entry_name)
-        try:
-            begin = parse_time((row.get("call_begin") or "").strip())
-        except ValueError:
-            bad.add(entry_name, line, "call_begin is not a valid yyyy-MM-dd HH:mm:ss time")
-            continue
+        begin = _row_time(row)
+        if begin is None:
+            # Never drop a row for lack of a time (abandoned legs can have no call_begin): it goes to
+            # the partition of the window it was exported for, and the manifest counts it.
+            begin = window_begin
+            outputs.undated += 1
         try:
             account = layout.account_partition(row.get("account_id"))
         except layout.UnsafeKeyPart:
@@ -372,13 +398,21 @@ def export_bill(
         logger.info("bill ZIP stored", extra={"response_id": rid, "key": raw_key, "size": size})
 
         outputs = _Outputs(workdir)
+        window_begin = _window_begin(job, message.billFileName)
         bad = _BadRows()
         rec_path = os.path.join(workdir, "recordings.jsonl")
         try:
             with BillFile(zip_path) as bill, open(rec_path, "w", encoding="utf-8") as rec_handle:
                 recordings = _Recordings(rec_path, rec_handle)
                 cdr_rows = _stream_kind(
-                    bill, bill.iter_cdr(), kind="cdr", response_id=rid, outputs=outputs, bad=bad, recordings=None
+                    bill,
+                    bill.iter_cdr(),
+                    kind="cdr",
+                    response_id=rid,
+                    outputs=outputs,
+                    bad=bad,
+                    recordings=None,
+                    window_begin=window_begin,
                 )
                 index_rows = _stream_kind(
                     bill,
@@ -388,6 +422,7 @@ def export_bill(
                     outputs=outputs,
                     bad=bad,
                     recordings=recordings,
+                    window_begin=window_begin,
                 )
                 for reader_bad in bill.bad_rows:
                     bad.add(reader_bad.file, reader_bad.line, reader_bad.reason)
@@ -413,6 +448,7 @@ def export_bill(
             "cdr_rows": cdr_rows,
             "index_rows": index_rows,
             "bad_rows": bad.count,
+            "undated_rows": outputs.undated,
             "recordings_total": recordings.total,
         }
         if recordings.duplicates:
@@ -434,6 +470,7 @@ def export_bill(
                     "bad_rows": bad.listed,
                     "bad_rows_truncated": bad.count > len(bad.listed),
                     "unexpected_entries": unexpected,
+                    "undated_rows": outputs.undated,
                 }
             )
             progress.write_manifest(rid, document)
