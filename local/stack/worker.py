@@ -1,0 +1,317 @@
+"""``python -m local.stack.worker``: one Lambda "instance" fed by an SQS poller or a schedule.
+
+SQS mode emulates an event source mapping (ESM) consumer: ReceiveMessage (batch size, batching
+window) -> an SQS event -> the handler -> delete every record not listed in ``batchItemFailures``
+(all of them when the mapping lacks ReportBatchItemFailures and the handler returned); delete
+nothing when the handler raised or timed out, or when ``batchItemFailures`` is malformed, as
+Lambda does. Redrive to the DLQ is SQS's (moto's) job: it moves a message on the receive after its
+``maxReceiveCount``-th.
+
+While a batch is being handled the poller keeps its messages invisible (ChangeMessageVisibility
+heartbeats). In AWS the template's "visibility timeout >= 6x function timeout" rule guarantees no
+redelivery during processing; the local stack scales the visibility timeout down so retries come
+within seconds, and the heartbeat keeps that guarantee.
+
+Schedule mode fires the function every ``--schedule-interval`` seconds with an EventBridge
+"Scheduled Event" (or the schedule target's Input); a failed tick goes to the function's
+OnFailure destination queue as a Lambda destination record (MaximumRetryAttempts 0 in the
+template). Ticks are skipped while ``--pause-file`` exists.
+
+Crash injection (``--crash-file``, written by ``LocalStack.set_worker_crash``): the first worker to
+claim the file lets ``after_records`` records through to the handler, then, in the batch that
+crosses that count, invokes the handler with only the records up to it and raises instead of
+returning, so the records handled just before the "crash" come back with the rest of the batch.
+The handler code is not changed.
+
+A timed-out invocation ends the process after reporting, like a Lambda sandbox being reset; the
+stack starts a fresh worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from local.stack.procs import watch_parent, write_ready
+
+_stop = threading.Event()
+
+
+class InjectedCrash(RuntimeError):
+    """Raised by the local stack's crash switch, never by product code."""
+
+
+class CrashSwitch:
+    def __init__(self, path: str | None, worker: str) -> None:
+        self.path = Path(path) if path else None
+        self.worker = worker
+        self.armed: dict[str, Any] | None = None
+        self.seen = 0
+
+    def _claim(self) -> None:
+        if self.path is None or self.armed is not None or not self.path.exists():
+            return
+        claimed = self.path.with_name(f"{self.path.stem}.claimed-{os.getpid()}.json")
+        try:
+            os.rename(self.path, claimed)  # atomic: exactly one worker wins
+        except OSError:
+            return
+        self.armed = json.loads(claimed.read_text(encoding="utf-8"))
+        self.armed["claimed"] = str(claimed)
+        self.seen = 0
+
+    def split(self, count: int) -> int | None:
+        """How many records of a batch of ``count`` to hand over before crashing (None: no crash)."""
+        self._claim()
+        if self.armed is None:
+            return None
+        limit = int(self.armed["after_records"])
+        if self.seen + count <= limit:
+            self.seen += count
+            return None
+        return max(0, limit - self.seen)
+
+    def fired(self, handed: int, batch: int) -> None:
+        assert self.armed is not None and self.path is not None
+        report = {**self.armed, "worker": self.worker, "pid": os.getpid(), "handed": handed, "batch": batch}
+        fired = self.path.with_name(f"{self.path.stem}.fired.json")
+        write_ready(fired, report)
+        Path(self.armed["claimed"]).unlink(missing_ok=True)
+        self.armed = None
+
+
+class Heartbeat:
+    """Keeps received messages invisible while they are being handled."""
+
+    def __init__(self, sqs: Any, queue_url: str, visibility: int) -> None:
+        self.sqs = sqs
+        self.queue_url = queue_url
+        self.visibility = max(1, visibility)
+        self.handles: list[str] = []
+        self._done = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def add(self, handles: list[str]) -> None:
+        with self._lock:
+            self.handles.extend(handles)
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        interval = max(0.5, self.visibility / 2.5)
+        while not self._done.wait(interval):
+            with self._lock:
+                handles = list(self.handles)
+            for start in range(0, len(handles), 10):
+                entries = [
+                    {"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": self.visibility}
+                    for i, h in enumerate(handles[start : start + 10])
+                ]
+                try:
+                    self.sqs.change_message_visibility_batch(QueueUrl=self.queue_url, Entries=entries)
+                except Exception as exc:  # noqa: BLE001 - a missed heartbeat only risks a redelivery
+                    print(f"heartbeat failed: {exc}", file=sys.stderr, flush=True)
+
+    def stop(self) -> None:
+        self._done.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
+def _failed_ids(invocation: Any, ids: list[str], report_failures: bool) -> tuple[set[str], str]:
+    """Which records the ESM leaves on the queue, and why (for the log)."""
+    if invocation.error is not None:
+        return set(ids), "error"
+    if not report_failures:
+        return set(), "ok"
+    result = invocation.result
+    if result is None or (isinstance(result, dict) and not result.get("batchItemFailures")):
+        return set(), "ok"
+    failures = result.get("batchItemFailures") if isinstance(result, dict) else None
+    if not isinstance(failures, list):
+        return set(ids), "malformed batchItemFailures"
+    failed: set[str] = set()
+    for item in failures:
+        identifier = item.get("itemIdentifier") if isinstance(item, dict) else None
+        if not isinstance(identifier, str) or not identifier or identifier not in ids:
+            return set(ids), f"invalid itemIdentifier {identifier!r}"
+        failed.add(identifier)
+    return failed, "partial"
+
+
+def run_sqs(args: argparse.Namespace, runtime: Any, sqs: Any) -> None:
+    from local.stack.events import sqs_event
+    from local.stack.runtime import log_line
+
+    crash = CrashSwitch(args.crash_file, args.name)
+    visibility = int(
+        sqs.get_queue_attributes(QueueUrl=args.queue_url, AttributeNames=["VisibilityTimeout"])["Attributes"][
+            "VisibilityTimeout"
+        ]
+    )
+    while not _stop.is_set():
+        try:
+            messages = sqs.receive_message(
+                QueueUrl=args.queue_url,
+                MaxNumberOfMessages=min(10, args.batch_size),
+                WaitTimeSeconds=1,
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            ).get("Messages", [])
+        except Exception as exc:  # noqa: BLE001 - moto going away at shutdown, or a blip
+            if _stop.is_set():
+                break
+            print(f"receive failed: {exc}", file=sys.stderr, flush=True)
+            time.sleep(0.5)
+            continue
+        if not messages:
+            continue
+        heartbeat = Heartbeat(sqs, args.queue_url, visibility)
+        heartbeat.add([m["ReceiptHandle"] for m in messages])
+        deadline = time.monotonic() + args.batching_window
+        while len(messages) < args.batch_size and time.monotonic() < deadline and not _stop.is_set():
+            more = sqs.receive_message(
+                QueueUrl=args.queue_url,
+                MaxNumberOfMessages=min(10, args.batch_size - len(messages)),
+                WaitTimeSeconds=max(0, min(1, int(deadline - time.monotonic()))),
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            ).get("Messages", [])
+            if more:
+                heartbeat.add([m["ReceiptHandle"] for m in more])
+                messages.extend(more)
+        event = sqs_event(messages, args.queue_arn)
+        ids = [r["messageId"] for r in event["Records"]]
+        handed = crash.split(len(messages))
+        if handed is None:
+            invocation = runtime.invoke(event)
+        else:
+            if handed:
+                runtime.invoke({"Records": event["Records"][:handed]})
+            invocation = _crashed(runtime, handed, len(messages))
+            crash.fired(handed, len(messages))
+        heartbeat.stop()
+        failed, outcome = _failed_ids(invocation, ids, args.report_failures)
+        done = [m for m in messages if m["MessageId"] not in failed]
+        for start in range(0, len(done), 10):
+            chunk = done[start : start + 10]
+            sqs.delete_message_batch(
+                QueueUrl=args.queue_url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)],
+            )
+        log_line(
+            event="invoke",
+            worker=args.name,
+            records=len(ids),
+            failed=len(failed),
+            outcome=outcome,
+            error=None if invocation.error is None else f"{type(invocation.error).__name__}: {invocation.error}",
+            ms=round(invocation.duration_ms, 1),
+            receive_counts=sorted(int(m["Attributes"].get("ApproximateReceiveCount", 0)) for m in messages),
+        )
+        if invocation.timed_out:
+            raise SystemExit(75)  # sandbox reset: the stack starts a fresh worker
+
+
+def _crashed(runtime: Any, handed: int, batch: int) -> Any:
+    from local.stack.runtime import Invocation
+
+    error = InjectedCrash(f"local stack: injected crash after {handed} of {batch} records")
+    print(json.dumps({"errorMessage": str(error), "errorType": "InjectedCrash"}), flush=True)
+    return Invocation(request_id="injected-crash", error=error)
+
+
+def run_schedule(args: argparse.Namespace, runtime: Any, sqs: Any) -> None:
+    from local.stack.events import failure_destination_record, scheduled_event
+    from local.stack.runtime import log_line
+
+    payload = json.loads(args.payload) if args.payload else None
+    pause = Path(args.pause_file) if args.pause_file else None
+    next_tick = time.monotonic()
+    while not _stop.is_set():
+        if _stop.wait(max(0.0, next_tick - time.monotonic())):
+            break
+        next_tick = max(next_tick + args.schedule_interval, time.monotonic())
+        if pause is not None and pause.exists():
+            continue
+        event = payload if payload is not None else scheduled_event(args.rule_arn)
+        invocation = runtime.invoke(event)
+        if invocation.error is not None and args.on_failure_queue_url:
+            record = failure_destination_record(args.function, event, invocation.error, invocation.request_id)
+            sqs.send_message(QueueUrl=args.on_failure_queue_url, MessageBody=json.dumps(record))
+        log_line(
+            event="tick",
+            worker=args.name,
+            error=None if invocation.error is None else f"{type(invocation.error).__name__}: {invocation.error}",
+            ms=round(invocation.duration_ms, 1),
+        )
+        if invocation.timed_out:
+            raise SystemExit(75)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m local.stack.worker")
+    p.add_argument("--name", required=True)
+    p.add_argument("--function", required=True, help="function name (the template's logical id)")
+    p.add_argument("--code", required=True, help="code directory (CodeUri)")
+    p.add_argument("--handler", default="app.lambda_handler")
+    p.add_argument("--layer", action="append", default=[])
+    p.add_argument("--timeout", type=int, default=3)
+    p.add_argument("--memory", type=int, default=128)
+    p.add_argument("--patch", default="{}", help="JSON {module.NAME: value} applied after the import")
+    p.add_argument("--queue-url")
+    p.add_argument("--queue-arn")
+    p.add_argument("--batch-size", type=int, default=10)
+    p.add_argument("--batching-window", type=float, default=0.0)
+    p.add_argument("--report-failures", action="store_true")
+    p.add_argument("--crash-file")
+    p.add_argument("--schedule-interval", type=float)
+    p.add_argument("--rule-arn", default="")
+    p.add_argument("--payload")
+    p.add_argument("--pause-file")
+    p.add_argument("--on-failure-queue-url")
+    p.add_argument("--ready-file", required=True)
+    args = p.parse_args(argv)
+    if not args.queue_url and not args.schedule_interval:
+        p.error("either --queue-url or --schedule-interval")
+
+    signal.signal(signal.SIGTERM, lambda *_: _stop.set())
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    watch_parent()
+
+    import boto3
+    from botocore.config import Config
+
+    from local.stack.runtime import FunctionRuntime, log_line
+
+    sqs = boto3.session.Session().client("sqs", config=Config(retries={"mode": "standard", "max_attempts": 5}))
+    runtime = FunctionRuntime(
+        args.function, args.code, args.handler, args.layer, args.timeout, args.memory, json.loads(args.patch)
+    )
+    log_line(
+        event="ready",
+        worker=args.name,
+        function=args.function,
+        init_ms=round(runtime.init_ms, 1),
+        patched=runtime.patched,
+    )
+    write_ready(args.ready_file, {"pid": os.getpid(), "name": args.name})
+    if args.schedule_interval:
+        run_schedule(args, runtime, sqs)
+    else:
+        run_sqs(args, runtime, sqs)
+    log_line(event="stopped", worker=args.name)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

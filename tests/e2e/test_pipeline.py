@@ -1,0 +1,149 @@
+"""End to end: the real handlers in the local stack against the CC-FS simulator.
+
+Each test runs a whole stack (moto, simulator, API front, one process per function instance),
+waits until every requested window is COMPLETED and the queues are empty, and checks the bucket
+against the simulator's ground truth with ``LocalStack.verify`` (every CDR and index row, every
+recording by sha256, sidecars, manifests, no DLQ message, no staging leftovers).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections import Counter
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+
+import pytest
+
+from local.ccfs_simulator import PROFILES, Faults
+from local.stack import LocalStack, StackConfig
+from tests.e2e.conftest import needs_handlers, pid_alive, port_open
+
+pytestmark = [pytest.mark.e2e, needs_handlers]
+
+FMT = "%Y-%m-%d %H:%M:%S"
+
+
+@pytest.fixture
+def run_stack() -> Iterator[object]:
+    """Start a stack from a config; after the test, check that nothing outlived ``stop()``."""
+    started: list[LocalStack] = []
+
+    def _start(config: StackConfig) -> LocalStack:
+        stack = LocalStack(config).start()
+        started.append(stack)
+        return stack
+
+    yield _start
+    for stack in started:
+        pids = [c.pid for c in stack.children()]
+        ports = [stack.sim.port, int(stack.endpoint_url.rsplit(":", 1)[1])]
+        stack.stop()
+        assert not any(pid_alive(p) for p in pids), "a child process outlived stop()"
+        assert not any(port_open(p) for p in ports), "a port is still open after stop()"
+        assert not stack.run_dir.exists()
+
+
+def _complete_and_verified(stack: LocalStack, timeout: float) -> object:
+    progress = stack.run_until_complete(timeout)
+    assert progress.complete, f"not complete after {timeout}s: {progress.pending[:5]}"
+    stack.pause_schedule()
+    verdict = stack.verify()
+    assert verdict.ok, "\n".join(verdict.problems)
+    return verdict
+
+
+def test_happy_path_two_tenants_a_day_each(run_stack):
+    stack = run_stack(StackConfig(tenants=2, calls=150))
+    verdict = _complete_and_verified(stack, timeout=240)
+    counts = verdict.counts
+    assert counts["cdr_rows"]["actual"] == counts["cdr_rows"]["expected"] > 300  # >= 300 calls, several legs
+    assert counts["recordings"]["verified"] == counts["recordings"]["expected"] > 100
+    assert counts["sidecars"] == counts["recordings"]["expected"]
+    assert set(counts["jobs"]) == {"COMPLETED"}
+    assert counts["manifests"] == counts["jobs"]["COMPLETED"]
+    assert counts["dlq_messages"] == 0
+    metrics = stack.metrics()
+    assert metrics["JobsCompleted"] == counts["jobs"]["COMPLETED"]
+    assert metrics["RecordingsCopied"] == counts["recordings"]["expected"]
+    assert not metrics.get("JobsFailed") and not metrics.get("RecordingsFailed")
+
+
+def test_flaky_profile_gives_the_same_result_and_the_faults_happened(run_stack):
+    stack = run_stack(StackConfig(tenants=2, calls=100, profile="flaky", seed=3))
+    _complete_and_verified(stack, timeout=240)
+    counters = stack.sim.counters()
+    flaky = PROFILES["flaky"]
+    injected = {
+        "errors_injected": flaky.error_rate,
+        "resets_injected": flaky.reset_rate,
+        "throttles_injected": flaky.throttle_rate,
+        "callbacks_duplicated": flaky.duplicate_callback_rate,
+        "expired_urls_issued": flaky.expired_url_rate,
+    }
+    for name, rate in injected.items():
+        assert rate > 0, f"the flaky profile no longer injects {name}"
+        assert counters.get(name, 0) > 0, f"{name} never happened: {counters}"
+
+
+def test_lost_callbacks_are_re_requested_and_the_export_completes(run_stack):
+    stack = run_stack(
+        StackConfig(
+            tenants=1,
+            calls=40,
+            faults=Faults(lost_callback_rate=1.0),
+            parameters={"WindowMinutes": 720},
+        )
+    )
+    # every first request's callback is lost; then CC-FS behaves again
+    assert stack.sim.wait_for("callbacks_lost", at_least=2, timeout=60)
+    lost = stack.sim.counters()["callbacks_lost"]
+    stack.sim.set_faults(lost_callback_rate=0.0)
+    verdict = _complete_and_verified(stack, timeout=200)
+    assert verdict.counts["jobs"].get("SUPERSEDED", 0) >= lost
+    requested = Counter((q["accountId"], q["beginTime"], q["endTime"]) for q in stack.sim.queries())
+    lost_windows = [w for w, n in requested.items() if n >= 2]
+    assert len(lost_windows) >= lost  # each lost window was asked for again ...
+    assert max(requested.values()) <= 3  # ... within MaxAttempts
+    assert stack.metrics().get("JobsReRequested", 0) >= lost
+
+
+def test_download_crash_mid_batch_loses_and_duplicates_nothing(run_stack):
+    stack = run_stack(StackConfig(tenants=1, calls=80, max_concurrency=2))
+    fired = stack.set_worker_crash(after_records=3, queue="RecordingQueue")
+    verdict = _complete_and_verified(stack, timeout=200)
+    report = json.loads(fired.read_text())
+    assert report["handed"] == 3 and report["batch"] > 3, report  # it really was mid-batch
+    # nothing duplicated: one version per recording object (the bucket is versioned), one
+    # REC item per recording, job counters exact
+    s3 = stack.client("s3")
+    versions: Counter[str] = Counter()
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=stack.names.bucket, Prefix="recordings/"):
+        versions.update(v["Key"] for v in page.get("Versions", []) if v["Key"].endswith(".wav"))
+    assert versions and max(versions.values()) == 1, versions.most_common(3)
+    items = stack.scan_jobs_table()
+    recs = [i for i in items if str(i.get("sk", "")).startswith("REC#")]
+    assert len(recs) == verdict.counts["recordings"]["expected"]
+    for job in (i for i in items if i.get("sk") == "JOB"):
+        assert job["recordings_done"] == job["recordings_total"], job
+        assert not job.get("recordings_failed")
+
+
+def test_backfill_over_four_days_is_split_at_three_days_and_requested_once(run_stack):
+    stack = run_stack(StackConfig(tenants=1, calls=10, days=4, schedule=False))
+    begin = datetime.combine(stack.base_date, datetime.min.time())
+    end = begin + timedelta(days=4) - timedelta(seconds=1)
+    stack.send_backfill({"accountId": "acct001", "beginTime": f"{begin:{FMT}}", "endTime": f"{end:{FMT}}"})
+    verdict = _complete_and_verified(stack, timeout=120)
+    queries = stack.sim.queries()
+    windows = sorted((q["beginTime"], q["endTime"]) for q in queries)
+    assert Counter(windows).most_common(1)[0][1] == 1, "a window was requested twice"
+    assert stack.sim.counters()["requests_by_op.queryBillData"] == len(windows) == 2
+    assert windows[0][0] == f"{begin:{FMT}}" and windows[-1][1] == f"{end:{FMT}}"
+    for (_, e), (next_b, _) in itertools.pairwise(windows):
+        assert datetime.strptime(next_b, FMT) - datetime.strptime(e, FMT) == timedelta(seconds=1)
+    for b, e in windows:
+        assert datetime.strptime(e, FMT) - datetime.strptime(b, FMT) <= timedelta(days=3)
+    assert verdict.counts["windows"] == 2
+    assert verdict.counts["cdr_rows"]["expected"] > 0

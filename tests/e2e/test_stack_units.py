@@ -1,0 +1,112 @@
+"""Pure helpers of the local stack: intrinsic functions, coverage, row comparison, EMF totals."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+
+from local.stack.cfn import Resolver, Unresolvable, references
+from local.stack.events import api_gateway_event, sqs_event
+from local.stack.report import emf_totals
+from local.stack.verify import _compare, coverage_gap, recording_base
+
+pytestmark = pytest.mark.e2e
+
+
+def _resolver() -> Resolver:
+    r = Resolver(
+        parameters={"Stage": "v1", "Kms": "", "AWS::Region": "us-east-1", "AWS::NoValue": None},
+        conditions={"HasKms": {"Fn::Not": [{"Fn::Equals": [{"Ref": "Kms"}, ""]}]}},
+    )
+    r.physical = {"Queue": "http://q/Queue", "Bucket": "b"}
+    r.attributes = {"Queue": {"Arn": "arn:aws:sqs:us-east-1:1:Queue"}, "Bucket": {"Arn": "arn:aws:s3:::b"}}
+    return r
+
+
+def test_resolver_evaluates_the_intrinsics_the_template_uses():
+    r = _resolver()
+    assert r.resolve({"Ref": "Queue"}) == "http://q/Queue"
+    assert r.resolve({"Fn::GetAtt": ["Queue", "Arn"]}) == "arn:aws:sqs:us-east-1:1:Queue"
+    assert r.resolve({"Fn::Sub": "${Bucket.Arn}/*"}) == "arn:aws:s3:::b/*"
+    assert (
+        r.resolve({"Fn::Sub": ["x-${Name}-${Stage}-${!Literal}", {"Name": {"Ref": "Bucket"}}]}) == "x-b-v1-${Literal}"
+    )
+    assert r.resolve({"Fn::If": ["HasKms", "KMS", {"Ref": "AWS::NoValue"}]}) is None
+    props = {"SSE": {"Enabled": True, "Type": {"Fn::If": ["HasKms", "KMS", {"Ref": "AWS::NoValue"}]}}}
+    assert r.resolve(props) == {"SSE": {"Enabled": True}}  # AWS::NoValue removes the key
+    assert r.resolve({"Fn::Join": ["/", ["a", {"Ref": "Stage"}]]}) == "a/v1"
+    with pytest.raises(Unresolvable):
+        r.resolve({"Fn::Sub": "https://${Api}.execute-api"})
+    assert references({"Fn::Sub": ["${A.Arn}-${B}-${!C}-${D}", {"D": {"Ref": "E"}}]}) == {"A", "B", "E"}
+
+
+def test_coverage_gap_finds_the_first_uncovered_second():
+    day = ("2026-01-01 00:00:00", "2026-01-01 23:59:59")
+    halves = [
+        ("2026-01-01 00:00:00", "2026-01-01 11:59:59", None),
+        ("2026-01-01 12:00:00", "2026-01-01 23:59:59", None),
+    ]
+    assert coverage_gap(halves, *day) is None
+    assert coverage_gap(halves[:1], *day) == "2026-01-01 12:00:00"
+    assert coverage_gap(halves[1:], *day) == "2026-01-01 00:00:00"
+    assert coverage_gap([("2025-12-31 00:00:00", "2026-01-03 00:00:00", None)], *day) is None
+
+
+def test_row_comparison_reports_missing_unexpected_and_duplicates():
+    row = lambda **kw: tuple(sorted(kw.items()))  # noqa: E731
+    expected = Counter({row(call_id="1"): 1, row(call_id="2"): 1})
+    actual = Counter({row(call_id="1"): 2, row(call_id="3"): 1})
+    problems: list[str] = []
+    _compare(problems, "CDR rows", expected, actual)
+    assert problems[0].startswith("CDR rows: 1 expected row(s) missing")
+    assert "2 unexpected row(s) (1 duplicates of expected rows)" in problems[1]
+    assert recording_base("acct001", "2026-01-02 03:04:05", "17-1", "/10/1/record/1/2/0903379.wav") == (
+        "recordings/account_id=acct001/call_date=2026-01-02/17-1/0903379"
+    )
+    assert recording_base("", "2026-01-02 03:04:05", "17-1", "a.wav").startswith("recordings/account_id=_all/")
+
+
+def test_emf_totals_sum_every_metric_in_every_log(tmp_path):
+    emf = {
+        "_aws": {"CloudWatchMetrics": [{"Namespace": "AiccExport", "Metrics": [{"Name": "A"}, {"Name": "B"}]}]},
+        "A": [1.0, 2.0],
+        "B": 5,
+    }
+    (tmp_path / "w1.log").write_text(json.dumps(emf) + "\nSTART RequestId: x\n{not json\n")
+    (tmp_path / "w2.log").write_text(json.dumps({**emf, "A": 4}) + "\n")
+    assert emf_totals(tmp_path) == {"A": 7.0, "B": 10.0}
+
+
+def test_event_shapes():
+    event = sqs_event(
+        [
+            {
+                "MessageId": "m1",
+                "ReceiptHandle": "r1",
+                "Body": "{}",
+                "Attributes": {"ApproximateReceiveCount": "2", "SentTimestamp": "1", "SenderId": "s"},
+                "MessageAttributes": {"k": {"DataType": "Binary", "BinaryValue": b"\x00"}},
+            }
+        ],
+        "arn:aws:sqs:us-east-1:1:q",
+    )
+    record = event["Records"][0]
+    assert record["attributes"]["ApproximateReceiveCount"] == "2"
+    assert record["messageAttributes"]["k"]["binaryValue"] == "AA=="
+    assert record["md5OfBody"] == "99914b932bd37a50b983c5e7c90ae93b"
+    api = api_gateway_event(
+        method="POST",
+        raw_path="/v1/ccfs/callback",
+        resource="/ccfs/callback",
+        stage="v1",
+        headers=[("Host", "127.0.0.1:1"), ("X-Forwarded-For", "10.0.0.1")],
+        query={},
+        body=b"",
+        source_ip="127.0.0.1",
+        host="127.0.0.1:1",
+    )
+    assert api["path"] == "/ccfs/callback" and api["requestContext"]["path"] == "/v1/ccfs/callback"
+    assert api["body"] is None and api["queryStringParameters"] is None
+    assert api["headers"]["X-Forwarded-For"] == "10.0.0.1, 127.0.0.1"  # the caller is appended
