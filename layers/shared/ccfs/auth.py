@@ -206,8 +206,15 @@ def verify(
             f"signed content-length {received['content-length'].strip()!r} != body length {len(raw)}",
         )
 
-    _, canonical = canonical_request(method, path, [(n, received[n]) for n in header_names], raw, _pairs(query) or None)
-    expected = _signature(ak, sk, ts, names, canonical)
+    try:
+        _, canonical = canonical_request(
+            method, path, [(n, received[n]) for n in header_names], raw, _pairs(query) or None
+        )
+        expected = _signature(ak, sk, ts, names, canonical)
+    except UnicodeEncodeError:
+        # A path, query or header value with a lone surrogate (a JSON event can carry one) has no
+        # UTF-8 form, so no sender can have signed it: reject, never crash.
+        raise SignatureError("malformed", "the request has text that is not valid UTF-8") from None
     if not hmac.compare_digest(expected, signature):
         raise SignatureError("signature_mismatch", "signature does not match the request")
     return ak

@@ -13,7 +13,9 @@ The ZIP comes from another party's server, so it is handled as untrusted input:
   skipped as a bad row, so memory stays bounded whatever the content.
 * Rows that do not fit (wrong field count, a field too long, a NUL, a CSV syntax error) are skipped
   and reported in :attr:`BillFile.bad_rows` with the entry name and line number, never the content:
-  bill rows carry phone numbers.
+  bill rows carry phone numbers. The report is capped (:attr:`BillLimits.max_listed_bad_rows`);
+  :attr:`BillFile.bad_row_count` counts them all. A record with more commas than the row limits
+  allow is skipped before ``csv`` splits it, so a line of millions of tiny fields stays cheap.
 
 **Read the whole entry before trusting it.** A ZIP entry's CRC can only be checked once its last
 byte has been read, so :class:`CorruptBill` (or :class:`ZipBomb`) may be raised *after* rows of
@@ -90,9 +92,17 @@ class BillLimits:
     max_entries: int = 10_000
     max_field_chars: int = 32_768  # a longer field makes its row malformed
     max_row_fields: int = 256
+    max_listed_bad_rows: int = 10_000  # kept in BillFile.bad_rows; BillFile.bad_row_count stays exact
 
     def __post_init__(self) -> None:
-        for name in ("max_total_uncompressed", "max_ratio", "max_entries", "max_field_chars", "max_row_fields"):
+        for name in (
+            "max_total_uncompressed",
+            "max_ratio",
+            "max_entries",
+            "max_field_chars",
+            "max_row_fields",
+            "max_listed_bad_rows",
+        ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"BillLimits.{name} must be positive")
 
@@ -100,6 +110,13 @@ class BillLimits:
     def max_record_chars(self) -> int:
         """The longest a CSV record may be: every field at its maximum, quoted, plus separators."""
         return self.max_row_fields * (self.max_field_chars + 3) + 2
+
+    @property
+    def max_record_commas(self) -> int:
+        """The most commas a CSV record may hold: a separator per field plus one field made only of
+        commas. Checked before ``csv`` splits the record, as a record of millions of one-character
+        fields (a few MiB of text) would otherwise become millions of objects."""
+        return self.max_row_fields + self.max_field_chars
 
 
 @dataclass(frozen=True)
@@ -265,19 +282,21 @@ class _GuardedEntry(io.RawIOBase):
 
 
 class _RowTooLong(Exception):
-    """Raised by :class:`_Lines` when a record grows past the row limits."""
+    """Raised by :class:`_Lines` when a record grows past the row limits (message: the reason)."""
 
 
 class _Lines:
     """Physical lines for ``csv.reader``: counts them, bounds their length and the length of the
     record being assembled, and reports undecodable text as :class:`CorruptBill`."""
 
-    def __init__(self, text: io.TextIOWrapper, entry: str, max_chars: int) -> None:
+    def __init__(self, text: io.TextIOWrapper, entry: str, max_chars: int, max_commas: int) -> None:
         self._text = text
         self._entry = entry
         self._max = max_chars
+        self._max_commas = max_commas
         self.line = 0  # physical lines consumed so far
         self.record_chars = 0  # characters handed to csv for the record being parsed
+        self.record_commas = 0  # commas among them (an upper bound of the fields csv will make)
 
     def __iter__(self) -> Iterator[str]:
         return self
@@ -297,13 +316,17 @@ class _Lines:
             raise StopIteration
         self.line += 1
         self.record_chars += len(chunk)
+        too_long = f"row is longer than {self._max} characters"
         if len(chunk) > self._max and not chunk.endswith(("\n", "\r")):
             # Drop the rest of this physical line without holding it in memory.
             while chunk and not chunk.endswith(("\n", "\r")):
                 chunk = self._readline(_READ_CHUNK)
-            raise _RowTooLong
+            raise _RowTooLong(too_long)
         if self.record_chars > self._max:
-            raise _RowTooLong
+            raise _RowTooLong(too_long)
+        self.record_commas += chunk.count(",")
+        if self.record_commas > self._max_commas:
+            raise _RowTooLong(f"row has more than {self._max_commas} commas")
         return chunk
 
 
@@ -329,7 +352,8 @@ class BillFile:
         self.cdr_files: list[str] = []
         self.record_files: list[str] = []
         self.unexpected_entries: list[str] = []
-        self.bad_rows: list[BadRow] = []
+        self.bad_rows: list[BadRow] = []  # the first limits.max_listed_bad_rows of them
+        self._bad_counts: dict[str, int] = {}  # entry name -> bad rows, all of them
         self._entries: dict[str, _Entry] = {}
         self._budget = _Budget(limits)
         self._fp: IO[bytes] = open(path, "rb")  # noqa: SIM115 (owned, closed by close())
@@ -511,18 +535,18 @@ class BillFile:
         """``(start line, fields, problem)`` for every non-blank record of an entry."""
         name = entry.info.filename
         with self._open_text(entry) as text:
-            lines = _Lines(text, name, self.limits.max_record_chars)
+            lines = _Lines(text, name, self.limits.max_record_chars, self.limits.max_record_commas)
             reader = csv.reader(lines, strict=False)
             while True:
                 start = lines.line + 1
-                lines.record_chars = 0
+                lines.record_chars = lines.record_commas = 0
                 try:
                     row = next(reader)
                 except StopIteration:
                     return
-                except _RowTooLong:
+                except _RowTooLong as exc:
                     reader = csv.reader(lines, strict=False)  # start afresh after the skipped line
-                    yield start, None, f"row is longer than {self.limits.max_record_chars} characters"
+                    yield start, None, str(exc)
                     continue
                 except csv.Error as exc:
                     yield start, None, f"CSV syntax error: {str(exc)[:120]}"
@@ -554,6 +578,7 @@ class BillFile:
         name = entry.info.filename
         # Reading an entry again reports its bad rows again: forget the previous report.
         self.bad_rows[:] = [b for b in self.bad_rows if b.file != name]
+        self._bad_counts[name] = 0
         documented = self._documented(entry)
         first = True
         header: list[str] | None = None
@@ -577,7 +602,11 @@ class BillFile:
                         f"{'CDR' if entry.kind == 'cdr' else 'recording-index'} columns (no header row)"
                     )
             if problem is not None or row is None:
-                self.bad_rows.append(BadRow(name, line, problem or "unreadable row"))
+                # Counted always, listed up to a limit: a bill whose every row is bad (a format
+                # change) must not hold millions of reports in memory.
+                self._bad_counts[name] += 1
+                if len(self.bad_rows) < self.limits.max_listed_bad_rows:
+                    self.bad_rows.append(BadRow(name, line, problem or "unreadable row"))
                 continue
             if header is not None:
                 yield name, line, dict(zip(header, row, strict=True))
@@ -587,6 +616,12 @@ class BillFile:
                 positional = entry.header = self._positional(entry, width)
             names = positional if len(row) == width else positional[: len(row)]
             yield name, line, dict(zip(names, row, strict=True))
+
+    @property
+    def bad_row_count(self) -> int:
+        """Every bad row of the entries read so far; :attr:`bad_rows` lists at most
+        ``limits.max_listed_bad_rows`` of them."""
+        return sum(self._bad_counts.values())
 
     def header(self, entry: str) -> list[str]:
         """The column names used for ``entry``: the documented names (canonical lower case) plus any

@@ -13,8 +13,11 @@ import boto3
 from aws_lambda_powertools import Logger, Metrics
 from botocore.config import Config
 
+from exporter import log_redaction
+
 __all__ = ["client", "logger", "metrics", "resource"]
 
+log_redaction.install()  # before any client exists: botocore and httpx log credentials otherwise
 logger = Logger()
 metrics = Metrics()
 

@@ -426,6 +426,7 @@ def export_bill(
                 )
                 for reader_bad in bill.bad_rows:
                     bad.add(reader_bad.file, reader_bad.line, reader_bad.reason)
+                bad.count += bill.bad_row_count - len(bill.bad_rows)  # counted by the reader, not listed
                 unexpected = list(bill.unexpected_entries)
         except BillError as exc:
             _fail(
