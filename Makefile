@@ -49,6 +49,40 @@ sam-build: venv sam-venv
 test: lint typecheck template-check ## everything CI checks: lint, types, all tests, template linters and build
 	$(PY) -m pytest -n 2
 
+# The embedded local stack (local/STACK.md): moto + the CC-FS simulator + the real handlers.
+# Options: make demo DEMO_ARGS="--profile flaky --calls 300 --keep-running"
+DEMO_ARGS ?=
+SERVE_ARGS ?=
+
+demo: venv ## run a day of synthetic CC-FS traffic through the real handlers locally; verify S3 vs ground truth
+	$(PY) -m local.stack demo $(DEMO_ARGS)
+
+serve: venv ## run the local stack until Ctrl-C (one JSON line: callback URL, moto endpoint, names, aws CLI)
+	$(PY) -m local.stack serve $(SERVE_ARGS)
+
+# Large runs of the hardening suites (issue 6); `make test` runs the same tests with small counts.
+.PHONY: fuzz chaos
+FUZZ_EXAMPLES ?= 10000
+CHAOS_CALLS ?= 10000
+
+fuzz: venv ## fuzz the callback and the bill reader, FUZZ_EXAMPLES (10000) examples each; prints the counts
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -n 2 -rP -p no:cacheprovider --hypothesis-show-statistics \
+		tests/unit/test_fuzz_callback.py \
+		tests/unit/test_fuzz_bills.py::test_fuzz_bills_rows_or_a_bill_error_within_time_and_memory
+
+chaos: venv ## chaos profile end to end on the local stack over CHAOS_CALLS (10000) calls; prints the counts
+	CHAOS_CALLS=$(CHAOS_CALLS) $(PY) -m pytest -rP -p no:cacheprovider tests/e2e/test_chaos.py
+
+# Performance figures vs their targets (issue 7, docs/performance.md); not part of `make test`.
+.PHONY: bench bench-smoke
+BENCH_ARGS ?=
+
+bench: venv ## performance figures vs targets (~12 min on 2 cores): prints the table, writes bench/results.json
+	$(PY) -m bench $(BENCH_ARGS)
+
+bench-smoke: venv ## the benchmark harness on small inputs (~2 min): proves it runs, not the targets
+	$(PY) -m bench --smoke $(BENCH_ARGS)
+
 lock: ## regenerate constraints.txt from a fresh resolve
 	rm -rf /tmp/aicc-lock && $(PY313) -m venv /tmp/aicc-lock
 	/tmp/aicc-lock/bin/pip install $(PIP_FLAGS) -r requirements-dev.txt

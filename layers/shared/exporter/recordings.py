@@ -5,13 +5,18 @@ Path of a recording::
     getRecordFileUrlFromObs ─► pick the URL ─► check scheme/host ─► GET (no redirects)
         │ 0300012 / no usable URL / 404                     │ 403: fresh URLs (≤ 2 refreshes)
         └─► downloadRecordFile ─► /tmp ─┐                   ▼
-                                        └─► stream (sha256 + bytes) ─► _staging/{uuid} ─► verify
-                                               ─► copy to recordings/…/{stem}.wav with metadata ─► sidecar JSON
-                                               ─► REC item + counter (once) ─► maybe complete the job
+                                        └─► declared length ≤ multipart threshold:
+                                               read (sha256 + bytes) ─► verify ─► one PutObject with metadata
+                                                                        + S3 SHA-256 checksum
+                                            larger or undeclared:
+                                               stream (sha256 + bytes) ─► _staging/{uuid} ─► verify
+                                               ─► copy to recordings/…/{stem}.wav with metadata
+                                        ─► sidecar JSON ─► REC item + counter (once) ─► maybe complete the job
 
-A final key only ever holds a verified, complete recording: bytes go to a fresh staging key first
-(the transfer manager aborts a failed multipart upload), are checked against the declared length,
-then copied with ``sha256``/``size`` metadata; the staging object is always deleted.
+A final key only ever holds a verified, complete recording: a small body is verified in memory
+before its single, atomic PutObject (S3 checks the SHA-256 it carries); a large one goes to a fresh
+staging key first (the transfer manager aborts a failed multipart upload), is checked against the
+declared length, then copied with ``sha256``/``size`` metadata; the staging object is always deleted.
 
 Failures are either *permanent* (:class:`PermanentRecordingError`: refused URL, redirect, not found
 anywhere, a request CC-FS rejects) — recorded FAILED and the message consumed — or anything else,
@@ -23,6 +28,7 @@ Pre-signed URLs are credentials: only :func:`ccfs.errors.redact_url` forms are e
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import json
 import tempfile
@@ -59,14 +65,22 @@ __all__ = [
 ]
 
 MiB = 1024 * 1024
+# Upload of a recording body (non-seekable: buffered part by part). Bodies up to the threshold are
+# one PutObject; larger ones use S3's smallest part size, at most 3 parts in memory at once (~15 MiB
+# per recording being copied): a 1 GiB copy stays under 128 MiB of RSS (docs/performance.md) and
+# three parts in flight still outpace a CC-FS download.
 TRANSFER_CONFIG = TransferConfig(
-    multipart_threshold=16 * MiB,
-    multipart_chunksize=16 * MiB,
-    max_concurrency=4,
+    multipart_threshold=8 * MiB,
+    multipart_chunksize=5 * MiB,
+    max_concurrency=3,
     preferred_transfer_client="classic",  # the behaviour relied on (abort on failure, bounded buffers)
 )
-# A non-seekable body is buffered part by part: bound the parts held at once (6 x 16 MiB).
-TRANSFER_CONFIG.max_in_memory_upload_chunks = 6
+TRANSFER_CONFIG.max_in_memory_upload_chunks = 3
+# Server-side copy from staging to the final key: no bytes pass through the function, so large
+# parts and more of them in flight (fewer requests, less waiting). Multipart whenever the upload was
+# (the threshold follows TRANSFER_CONFIG's): the copy then gets per-part checksums like its source.
+COPY_PART_BYTES = 64 * MiB
+COPY_CONCURRENCY = 8
 MAX_URL_REFRESHES = 2
 HTTP_CHUNK = 1 * MiB
 SOURCE_OBS = "obs"
@@ -225,7 +239,7 @@ class RecordingCopier:
     progress: Progress
     bucket: str
     allowed_hosts: list[str]
-    transfer_config: TransferConfig | None = None  # None: the module's TRANSFER_CONFIG
+    transfer_config: TransferConfig | None = None  # None: the module's TRANSFER_CONFIG (+ copy settings)
     tmp_dir: str | None = None
     clock: Any = None
 
@@ -408,7 +422,55 @@ class RecordingCopier:
             tmp.seek(0)
             return self._publish(file_chunks(cast(BinaryIO, tmp)), size, message, key, SOURCE_FALLBACK)
 
+    def _metadata(self, message: RecordingMessage, sha256: str, size: int) -> dict[str, str]:
+        return {"sha256": sha256, "size": str(size), "response-id": message.responseId, "call-id": message.callId}
+
     def _publish(
+        self, chunks: Iterator[bytes], expected: int | None, message: RecordingMessage, key: str, source: str
+    ) -> _Published:
+        """Publish the body at ``key`` only once it is verified: directly when its declared length fits
+        one PutObject, else through a staging object (see the two methods below)."""
+        config = self.transfer_config or TRANSFER_CONFIG
+        if expected is not None and 0 < expected <= config.multipart_threshold:
+            return self._publish_direct(chunks, expected, message, key, source)
+        return self._publish_staged(chunks, expected, message, key, source)
+
+    def _publish_direct(
+        self, chunks: Iterator[bytes], expected: int, message: RecordingMessage, key: str, source: str
+    ) -> _Published:
+        """Read the whole (small) body, verify its length, then one PutObject to ``key`` carrying the
+        SHA-256 as S3's checksum: S3 stores the object whole and intact or not at all, so a final
+        key still only ever holds a verified recording, without a staging object, a copy and a
+        delete (three requests per recording). Memory: at most ``multipart_threshold`` bytes, which
+        the transfer manager would have buffered anyway before choosing a single PutObject."""
+        reader = HashingReader(chunks)
+        data = reader.read(expected + 1)  # one byte more than declared shows an over-long body
+        if len(data) != expected:
+            raise TransientRecordingError(
+                f"recording body has {reader.bytes_read} bytes, {expected} were declared: truncated"
+            )
+        sha256 = reader.sha256
+        self.s3.put_object(
+            Bucket=self.bucket,
+            Key=key,
+            Body=data,
+            ContentType="audio/wav",
+            Metadata=self._metadata(message, sha256, len(data)),
+            ChecksumSHA256=base64.b64encode(bytes.fromhex(sha256)).decode("ascii"),
+        )
+        return _Published(key, len(data), sha256, source)
+
+    def _copy_config(self) -> TransferConfig:
+        if self.transfer_config is not None:
+            return self.transfer_config
+        return TransferConfig(
+            multipart_threshold=TRANSFER_CONFIG.multipart_threshold,
+            multipart_chunksize=max(COPY_PART_BYTES, TRANSFER_CONFIG.multipart_chunksize),
+            max_concurrency=COPY_CONCURRENCY,
+            preferred_transfer_client="classic",
+        )
+
+    def _publish_staged(
         self, chunks: Iterator[bytes], expected: int | None, message: RecordingMessage, key: str, source: str
     ) -> _Published:
         """Stream to a fresh staging key, verify, copy to ``key`` with metadata; staging always deleted."""
@@ -427,16 +489,11 @@ class RecordingCopier:
                 self.bucket,
                 key,
                 ExtraArgs={
-                    "Metadata": {
-                        "sha256": reader.sha256,
-                        "size": str(reader.bytes_read),
-                        "response-id": message.responseId,
-                        "call-id": message.callId,
-                    },
+                    "Metadata": self._metadata(message, reader.sha256, reader.bytes_read),
                     "MetadataDirective": "REPLACE",
                     "ContentType": "audio/wav",
                 },
-                Config=self.transfer_config or TRANSFER_CONFIG,
+                Config=self._copy_config(),
             )
         finally:
             try:
