@@ -128,7 +128,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 def _access_log(handler: _Handler, status: int, length: int, request_id: str, started: float) -> None:
     # The template's access-log format: no headers, no body (secrets and personal data).
-    print(
+    from local.stack.runtime import emit
+
+    emit(
         json.dumps(
             {
                 "local": "access",
@@ -140,8 +142,7 @@ def _access_log(handler: _Handler, status: int, length: int, request_id: str, st
                 "responseLength": length,
                 "responseLatency": round((time.monotonic() - started) * 1000, 1),
             }
-        ),
-        flush=True,
+        )
     )
 
 

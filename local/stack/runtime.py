@@ -23,16 +23,23 @@ from typing import Any
 
 from local.stack.events import LambdaContext
 
-__all__ = ["FunctionRuntime", "InvocationTimeout", "log_line"]
+__all__ = ["FunctionRuntime", "InvocationTimeout", "emit", "log_line"]
 
 
 class InvocationTimeout(BaseException):
     """The invocation ran past the function's Timeout."""
 
 
+def emit(line: str) -> None:
+    """Write one whole line to stdout in a single call, so lines written from several threads
+    (the API front's request threads, a handler's worker threads) never interleave."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
 def log_line(**fields: Any) -> None:
     """One JSON line on stdout tagged ``"local"``: the local stack's own records in a worker log."""
-    print(json.dumps({"local": fields.pop("event"), "ts": round(time.time(), 3), **fields}), flush=True)
+    emit(json.dumps({"local": fields.pop("event"), "ts": round(time.time(), 3), **fields}))
 
 
 @dataclass
@@ -80,7 +87,7 @@ class FunctionRuntime:
             function_name=self.function_name, timeout_s=self.timeout_s, memory_limit_in_mb=self.memory_mb
         )
         invocation = Invocation(request_id=context.aws_request_id)
-        print(f"START RequestId: {context.aws_request_id} Version: $LATEST", flush=True)
+        emit(f"START RequestId: {context.aws_request_id} Version: $LATEST")
 
         def _alarm(signum: int, frame: Any) -> None:
             raise InvocationTimeout(f"Task timed out after {self.timeout_s:.2f} seconds")
@@ -92,10 +99,10 @@ class FunctionRuntime:
             invocation.result = self.handler(event, context)
         except InvocationTimeout as exc:
             invocation.error = exc
-            print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {context.aws_request_id} {exc}", flush=True)
+            emit(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {context.aws_request_id} {exc}")
         except Exception as exc:  # noqa: BLE001 - the runtime reports any handler error
             invocation.error = exc
-            print(
+            emit(
                 json.dumps(
                     {
                         "errorMessage": str(exc),
@@ -103,19 +110,17 @@ class FunctionRuntime:
                         "requestId": context.aws_request_id,
                         "stackTrace": traceback.format_exception(exc),
                     }
-                ),
-                flush=True,
+                )
             )
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
             invocation.duration_ms = (time.monotonic() - started) * 1000
-        print(f"END RequestId: {context.aws_request_id}", flush=True)
+        emit(f"END RequestId: {context.aws_request_id}")
         init = f"\tInit Duration: {self.init_ms:.2f} ms" if self.cold else ""
-        print(
+        emit(
             f"REPORT RequestId: {context.aws_request_id}\tDuration: {invocation.duration_ms:.2f} ms\t"
-            f"Memory Size: {self.memory_mb} MB{init}",
-            flush=True,
+            f"Memory Size: {self.memory_mb} MB{init}"
         )
         self.cold = False
         return invocation

@@ -119,7 +119,7 @@ class Heartbeat:
                 try:
                     self.sqs.change_message_visibility_batch(QueueUrl=self.queue_url, Entries=entries)
                 except Exception as exc:  # noqa: BLE001 - a missed heartbeat only risks a redelivery
-                    print(f"heartbeat failed: {exc}", file=sys.stderr, flush=True)
+                    sys.stderr.write(f"heartbeat failed: {exc}\n")
 
     def stop(self) -> None:
         self._done.set()
@@ -170,7 +170,7 @@ def run_sqs(args: argparse.Namespace, runtime: Any, sqs: Any) -> None:
         except Exception as exc:  # noqa: BLE001 - moto going away at shutdown, or a blip
             if _stop.is_set():
                 break
-            print(f"receive failed: {exc}", file=sys.stderr, flush=True)
+            sys.stderr.write(f"receive failed: {exc}\n")
             time.sleep(0.5)
             continue
         if not messages:
@@ -226,7 +226,9 @@ def _crashed(runtime: Any, handed: int, batch: int) -> Any:
     from local.stack.runtime import Invocation
 
     error = InjectedCrash(f"local stack: injected crash after {handed} of {batch} records")
-    print(json.dumps({"errorMessage": str(error), "errorType": "InjectedCrash"}), flush=True)
+    from local.stack.runtime import emit
+
+    emit(json.dumps({"errorMessage": str(error), "errorType": "InjectedCrash"}))
     return Invocation(request_id="injected-crash", error=error)
 
 
