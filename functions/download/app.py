@@ -37,7 +37,7 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from ccfs.errors import CcfsError
+from ccfs.errors import CcfsError, redact
 from exporter.aws import client, logger, metrics
 from exporter.bill_export import BillMessage, export_bill
 from exporter.ccfs_factory import ccfs_client
@@ -224,8 +224,14 @@ def record_handler(record: SQSRecord) -> dict[str, Any]:
             if kind == "bill":
                 return process_bill(record=record)
             return process_recording(record=record)
-        except CcfsError:
+        except CcfsError as exc:
             metrics.add_metric(name="CcfsErrors", unit=MetricUnit.Count, value=1)
+            logger.warning("record failed; SQS will retry it", extra={"kind": kind, "error": redact(str(exc))})
+            raise
+        except Exception as exc:
+            # Say why (type and redacted message) before the batch reports it: a failed record must
+            # never be silent in the logs. Redacted: an error can quote a pre-signed URL.
+            logger.warning("record failed; SQS will retry it", extra={"kind": kind, "error": redact(repr(exc))})
             raise
 
 
