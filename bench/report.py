@@ -12,7 +12,7 @@ def _fmt(value: float, digits: int = 1) -> str:
 
 
 def _size(n: float) -> str:
-    return f"{n / (1024 * MiB):g} GiB" if n >= 1024 * MiB else f"{n / MiB:.0f} MiB"
+    return f"{n / (1024 * MiB):.3g} GiB" if n >= 1024 * MiB else f"{n / MiB:.0f} MiB"
 
 
 def _ok(passed: bool | None) -> str:
@@ -115,8 +115,12 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         out.append(
             (
                 f"scaling: bill ZIPs of {sizes} CDR rows",
-                f"time {times} (marginal {slopes} per row, spread {r['slope_spread']:.0%}; CPU "
-                + " → ".join(f"{s} µs" for s in r.get("cpu_us_per_row_between_sizes", []))
+                f"time {times} (marginal {slopes} per row, spread {r['slope_spread']:.0%}"
+                + (
+                    "; CPU " + " → ".join(f"{s} µs" for s in r["cpu_us_per_row_between_sizes"])
+                    if r.get("cpu_us_per_row_between_sizes")
+                    else ""
+                )
                 + f"); peak RSS {rss} MiB",
                 "time linear (±20 %), memory flat",
                 _ok(linear and flat),

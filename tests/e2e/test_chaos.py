@@ -14,12 +14,17 @@ Result, checked against the simulator's ground truth (``LocalStack.verify``) and
 * 0 duplicated: row multisets equal, one S3 version per recording, one REC item per recording;
 * 0 partial objects: every recording sha256-identical (bytes and metadata), nothing under
   ``_staging/``, no multipart upload in progress;
-* every unrecoverable recording is listed in its job's manifest with a reason and counted in the
-  alarmed metric ``RecordingsFailed``; nothing else failed, no message in a DLQ;
-* the faults really happened (simulator counters), and no worker log line carries the sk, an
-  ``auth-v2`` value or a pre-signed URL's query.
+* never silent: every recording that could not be exported is a FAILED REC item listed in its
+  job's manifest with its reason and counted in the alarmed metric ``RecordingsFailed``: the
+  deliberate ones (0300012 everywhere) and any whose five deliveries all met a fault (~1e-5 each
+  at these rates; its message is then in the RecordingDLQ, alarmed too); no job or window FAILED;
+* the faults really happened (simulator counters, forced once each so that a small run has them
+  all), and no worker log line carries the sk, an ``auth-v2`` value or a pre-signed URL's query.
 
-The counts are printed (``pytest -rP`` / ``make chaos``).
+Test set-up worth knowing: moto's DynamoDB transactions are not atomic under concurrency, so the
+stack's moto server is started through ``tests/e2e/chaos_motoserver.py``; ``MaxAttempts`` is 5
+(a tenth of callbacks lost is far beyond CC-FS's real behaviour). The counts are printed
+(``pytest -rP`` / ``make chaos``).
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ CALLS = int(os.environ.get("CHAOS_CALLS", "2000"))
 # tick) by walking every item; bigger runs poll and tick less often so that moto keeps serving
 # the workers: 2 s at 2,000 calls, 10 s at 10,000.
 POLL_SECONDS = min(10.0, 2.0 * max(1, CALLS // 2000))
+STALL_SECONDS = 240  # no progress at all for this long: fail at once with what is pending
 TENANTS = 2
 UNRECOVERABLE_CALLS = 3  # calls whose recordings exist nowhere: must end FAILED, listed and alarmed
 RESTART_DOWN_SECONDS = 3.0
@@ -190,7 +196,14 @@ def test_chaos_loses_nothing_duplicates_nothing_and_is_never_silent(chaos_stack:
     crash_report = stack.set_worker_crash(after_records=7, queue="RecordingQueue")
     events: dict[str, float] = {}
 
+    last_change = [time.monotonic(), None]
+
     def on_progress(progress: Any) -> None:
+        seen = (progress.recordings_done, sorted(progress.jobs.items()), sorted(progress.queues.items()))
+        if seen != last_change[1]:
+            last_change[:] = [time.monotonic(), seen]
+        elif time.monotonic() - last_change[0] > STALL_SECONDS:
+            raise AssertionError(f"no progress for {STALL_SECONDS}s: {progress.line()} pending {progress.pending[:5]}")
         # restart CC-FS once a good part of the recordings is flowing (bills and callbacks too)
         if "restart" not in events and progress.recordings_done > 0.3 * all_recordings:
             events["restart"] = time.monotonic() - started
@@ -198,7 +211,7 @@ def test_chaos_loses_nothing_duplicates_nothing_and_is_never_silent(chaos_stack:
             if kept is not None:
                 stack.kept_bills.append(kept)  # type: ignore[attr-defined]
 
-    timeout = max(420.0, CALLS * 0.25)
+    timeout = max(600.0, CALLS * 0.6)  # a bound for a shared, loaded machine; a stall fails sooner
     progress = stack.run_until_complete(timeout, on_progress=on_progress, interval=POLL_SECONDS)
     elapsed = time.monotonic() - started
     assert progress.complete, f"not complete after {timeout:.0f}s: {progress.pending[:5]}"

@@ -445,10 +445,10 @@ class RecordingCopier:
         the transfer manager would have buffered anyway before choosing a single PutObject."""
         reader = HashingReader(chunks)
         data = reader.read(expected + 1)  # one byte more than declared shows an over-long body
-        if len(data) != expected:
-            raise TransientRecordingError(
-                f"recording body has {reader.bytes_read} bytes, {expected} were declared: truncated"
-            )
+        if len(data) > expected:
+            raise TransientRecordingError(f"recording body is longer than the {expected} bytes declared")
+        if len(data) < expected:
+            raise TransientRecordingError(f"recording body has {len(data)} bytes, {expected} were declared: truncated")
         sha256 = reader.sha256
         self.s3.put_object(
             Bucket=self.bucket,
