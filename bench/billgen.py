@@ -4,8 +4,8 @@ Rows look like the simulator's inbound calls (IVR → queue → agent, three CDR
 documented columns plus ``leave_reason``, ~200 bytes), spread over two tenant-local days, one
 numbered CSV per ``split_rows`` rows, as CC-FS names them. One entry's rows are formatted once and
 reused by every entry with the entry number in the call ids (formatting 5 M rows took a minute).
-Deflated like the simulator's bills, or stored: a stored ZIP reaches 1 GiB with ~5.3 M rows, where a
-deflated one would need ~80 M (an hour of CPU to read).
+Deflated like the simulator's bills, or stored: a stored ZIP reaches 1 GiB with ~5.2 M rows, where a
+deflated one would need ~60 M (about 20 minutes of CPU to read).
 
 Files are cached under ``$TMPDIR/aicc-bench-cache`` keyed by their parameters: a second run reuses
 them (``--no-cache`` rebuilds).
