@@ -66,12 +66,12 @@ FUZZ_EXAMPLES ?= 10000
 CHAOS_CALLS ?= 10000
 
 fuzz: venv ## fuzz the callback and the bill reader, FUZZ_EXAMPLES (10000) examples each; prints the counts
-	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -n 2 -rP -p no:cacheprovider --hypothesis-show-statistics \
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -n 2 -rP --show-capture=stdout -p no:cacheprovider \
 		tests/unit/test_fuzz_callback.py \
 		tests/unit/test_fuzz_bills.py::test_fuzz_bills_rows_or_a_bill_error_within_time_and_memory
 
 chaos: venv ## chaos profile end to end on the local stack over CHAOS_CALLS (10000) calls; prints the counts
-	CHAOS_CALLS=$(CHAOS_CALLS) $(PY) -m pytest -rP -p no:cacheprovider tests/e2e/test_chaos.py
+	CHAOS_CALLS=$(CHAOS_CALLS) $(PY) -m pytest -rP --show-capture=stdout -p no:cacheprovider tests/chaos/test_chaos.py
 
 # Performance figures vs their targets (issue 7, docs/performance.md); not part of `make test`.
 .PHONY: bench bench-smoke

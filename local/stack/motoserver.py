@@ -83,7 +83,7 @@ def _serialise_dynamodb() -> None:
 
     Under the lock a transaction whose conditions all hold cannot be cancelled by a condition, so
     its whole-table backup is skipped: that deep copy per transaction made a run quadratic in the
-    size of the jobs table. (Found twice: tests/e2e/chaos_motoserver.py carries the same fix.)
+    size of the jobs table. (Found by the chaos test, tests/chaos/test_chaos.py.)
     """
     import moto.dynamodb.models as models
     from moto.dynamodb.models.table import Table

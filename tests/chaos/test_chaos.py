@@ -21,10 +21,10 @@ Result, checked against the simulator's ground truth (``LocalStack.verify``) and
 * the faults really happened (simulator counters, forced once each so that a small run has them
   all), and no worker log line carries the sk, an ``auth-v2`` value or a pre-signed URL's query.
 
-Test set-up worth knowing: moto's DynamoDB transactions are not atomic under concurrency, so the
-stack's moto server is started through ``tests/e2e/chaos_motoserver.py``; ``MaxAttempts`` is 5
-(a tenth of callbacks lost is far beyond CC-FS's real behaviour). The counts are printed
-(``pytest -rP`` / ``make chaos``).
+Test set-up worth knowing: ``MaxAttempts`` is 5 (a tenth of callbacks lost is far beyond CC-FS's
+real behaviour). This run is what showed that moto's DynamoDB transactions are not atomic under
+concurrency (a job stuck DOWNLOADING, its increment undone): ``local/stack/motoserver.py`` now
+serves DynamoDB one request at a time. The counts are printed (``pytest -rP`` / ``make chaos``).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from local.ccfs_simulator import PROFILES
 from local.stack import LocalStack, StackConfig
 from tests.e2e.conftest import needs_handlers, pid_alive, port_open
 
-pytestmark = [pytest.mark.e2e, needs_handlers]
+pytestmark = [pytest.mark.chaos, needs_handlers]
 
 CALLS = int(os.environ.get("CHAOS_CALLS", "2000"))
 # moto answers a table scan (the test's progress poll) and a GSI query (the reconciler on every
@@ -130,18 +130,7 @@ def _recording_key(rec: Any) -> str:
 
 
 @pytest.fixture
-def chaos_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalStack]:
-    import local.stack.stack as stack_module
-
-    spawn = stack_module.spawn
-
-    def spawn_atomic_moto(name: str, module: str, *args: Any, **kwargs: Any) -> Any:
-        # moto's DynamoDB transactions are not atomic under concurrency: see chaos_motoserver.py
-        if module == "local.stack.motoserver":
-            module = "tests.e2e.chaos_motoserver"
-        return spawn(name, module, *args, **kwargs)
-
-    monkeypatch.setattr(stack_module, "spawn", spawn_atomic_moto)
+def chaos_stack() -> Iterator[LocalStack]:
     stack = LocalStack(
         StackConfig(
             tenants=TENANTS,
