@@ -507,6 +507,36 @@ def test_callback_that_beats_its_request_is_adopted(env: Any, ccfs: FakeCcfs, cl
     ]
 
 
+def test_callback_that_beats_its_re_request_is_adopted(env: Any, ccfs: FakeCcfs, clock: Clock) -> None:
+    settings = _one_window(env)
+    sent: list[dict[str, str]] = []
+    ctx = make_ctx(settings, ccfs, clock, sent)
+    run_tick(ctx)
+    (first,) = jobs(settings, "REQUESTED")
+    rid = "d" * 32
+
+    def query_bill_data(*_: Any, **__: Any) -> str:
+        # CC-FS accepts the re-request and its callback lands before the reconciler records it.
+        ctx.store.put_unsolicited(rid, f"20261121_{rid}.zip", "_all", None, T + timedelta(minutes=121))
+        return rid
+
+    ctx.ccfs = lambda: type("Ccfs", (), {"query_bill_data": lambda self, *a, **k: query_bill_data(*a, **k)})()
+    report = reconcile(ctx, T + timedelta(minutes=121))
+
+    assert report.re_requested == 1 and report.lost_races == 0
+    old = get_item(settings, job_key(first["response_id"]))
+    assert old["job_status"] == "SUPERSEDED" and old["superseded_by"] == rid
+    job = get_item(settings, job_key(rid))
+    assert job["job_status"] == "READY" and job["bill_enqueued"] is True and job["attempt"] == 2
+    assert job["window_sk"] == first["window_sk"] and job["tenant"] == "acct001"
+    window = window_item(settings, first["window_sk"])
+    assert window["response_id"] == rid and window["attempt"] == 2
+    assert sent == [
+        {"responseId": rid, "billFileName": f"20261121_{rid}.zip", "tenant": "acct001", "accountId": "acct001"}
+    ]
+    assert jobs(settings, "REQUESTED") == []
+
+
 # ---------------------------------------------------------------------------- backfill
 
 BACKFILL_4_DAYS = '{"accountId":"acct001","beginTime":"2026-11-01 00:00:00","endTime":"2026-11-04 23:59:59"}'

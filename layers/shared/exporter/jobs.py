@@ -391,25 +391,30 @@ class JobStore:
             return RecordResult.JOB_EXISTS
         return RecordResult.WINDOW_LOST
 
-    def link_existing_job(self, job: NewJob, now: datetime) -> bool:
-        """The job item already exists (its callback came before we recorded the request): give it
-        the window's fields it lacks and point the window at it."""
+    def _link_job_update(self, job: NewJob, now: datetime) -> dict[str, Any]:
+        """Transaction item: an existing job item (its callback came before we recorded the request)
+        gets the window's fields it lacks."""
         fields = {k: v for k, v in job.item(now, self.retention_days).items() if k not in ("pk", "sk")}
         keep = ("tenant", "account_id", "begin_time", "end_time", "data_type", "attempt", "window_pk", "window_sk")
         names = {f"#f{i}": name for i, name in enumerate(keep) if name in fields}
         sets = [f"{alias} = :{alias[1:]}" for alias in names]
         values = {f":{alias[1:]}": fields[name] for alias, name in names.items()}
+        return {
+            "Update": {
+                "Key": job_key(job.response_id),
+                "UpdateExpression": "SET " + ", ".join([*sets, "requested_at = :now"]),
+                "ConditionExpression": "attribute_exists(pk) AND attribute_not_exists(window_pk)",
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": {**values, ":now": utc_now_iso(now)},
+            }
+        }
+
+    def link_existing_job(self, job: NewJob, now: datetime) -> bool:
+        """The job item already exists (its callback came before we recorded the request): give it
+        the window's fields it lacks and point the window at it."""
         reasons = self._transact(
             [
-                {
-                    "Update": {
-                        "Key": job_key(job.response_id),
-                        "UpdateExpression": "SET " + ", ".join([*sets, "requested_at = :now"]),
-                        "ConditionExpression": "attribute_exists(pk) AND attribute_not_exists(window_pk)",
-                        "ExpressionAttributeNames": names,
-                        "ExpressionAttributeValues": {**values, ":now": utc_now_iso(now)},
-                    }
-                },
+                self._link_job_update(job, now),
                 {
                     "Update": {
                         "Key": job.claim.key,
@@ -447,48 +452,70 @@ class JobStore:
             },
         )
 
-    def supersede(self, old: Mapping[str, Any], new: NewJob, now: datetime) -> bool:
-        """{old job REQUESTED → SUPERSEDED, put the new job, window.response_id = new} at once."""
-        old_id = str(old["response_id"])
+    def supersede(self, old: Mapping[str, Any], new: NewJob, now: datetime) -> RecordResult:
+        """{old job REQUESTED → SUPERSEDED, put the new job, window.response_id = new} at once.
+
+        ``JOB_EXISTS``: nothing was written because an item for the new responseId exists already:
+        CC-FS called back for it before this was recorded (stored ``UNSOLICITED``); adopt it with
+        ``supersede_into_existing``. ``WINDOW_LOST``: the old job or the window changed meanwhile.
+        """
         reasons = self._transact(
             [
-                {
-                    "Update": {
-                        "Key": job_key(old_id),
-                        "UpdateExpression": (
-                            "SET job_status = :superseded, status_at = :now, superseded_by = :new REMOVE lease_until"
-                        ),
-                        "ConditionExpression": "job_status = :requested",
-                        "ExpressionAttributeValues": {
-                            ":superseded": JobStatus.SUPERSEDED.value,
-                            ":requested": JobStatus.REQUESTED.value,
-                            ":now": utc_now_iso(now),
-                            ":new": new.response_id,
-                        },
-                    }
-                },
+                self._supersede_old(old, new, now),
                 {
                     "Put": {
                         "Item": new.item(now, self.retention_days),
                         "ConditionExpression": "attribute_not_exists(pk)",
                     }
                 },
-                {
-                    "Update": {
-                        "Key": new.claim.key,
-                        "UpdateExpression": "SET response_id = :new, attempt = :attempt, requested_at = :now",
-                        "ConditionExpression": "response_id = :old",
-                        "ExpressionAttributeValues": {
-                            ":new": new.response_id,
-                            ":old": old_id,
-                            ":attempt": new.attempt,
-                            ":now": utc_now_iso(now),
-                        },
-                    }
-                },
+                self._supersede_window(old, new, now),
             ]
         )
+        if reasons is None:
+            return RecordResult.RECORDED
+        if reasons[1] == "ConditionalCheckFailed" and reasons[0] != "ConditionalCheckFailed":
+            return RecordResult.JOB_EXISTS
+        return RecordResult.WINDOW_LOST
+
+    def supersede_into_existing(self, old: Mapping[str, Any], new: NewJob, now: datetime) -> bool:
+        """``supersede`` when the new responseId's item exists (its callback came first): that item
+        gets the window's fields instead of being put."""
+        reasons = self._transact(
+            [self._supersede_old(old, new, now), self._link_job_update(new, now), self._supersede_window(old, new, now)]
+        )
         return reasons is None
+
+    def _supersede_old(self, old: Mapping[str, Any], new: NewJob, now: datetime) -> dict[str, Any]:
+        return {
+            "Update": {
+                "Key": job_key(str(old["response_id"])),
+                "UpdateExpression": (
+                    "SET job_status = :superseded, status_at = :now, superseded_by = :new REMOVE lease_until"
+                ),
+                "ConditionExpression": "job_status = :requested",
+                "ExpressionAttributeValues": {
+                    ":superseded": JobStatus.SUPERSEDED.value,
+                    ":requested": JobStatus.REQUESTED.value,
+                    ":now": utc_now_iso(now),
+                    ":new": new.response_id,
+                },
+            }
+        }
+
+    def _supersede_window(self, old: Mapping[str, Any], new: NewJob, now: datetime) -> dict[str, Any]:
+        return {
+            "Update": {
+                "Key": new.claim.key,
+                "UpdateExpression": "SET response_id = :new, attempt = :attempt, requested_at = :now",
+                "ConditionExpression": "response_id = :old",
+                "ExpressionAttributeValues": {
+                    ":new": new.response_id,
+                    ":old": str(old["response_id"]),
+                    ":attempt": new.attempt,
+                    ":now": utc_now_iso(now),
+                },
+            }
+        }
 
     def fail_requested_job(self, job: Mapping[str, Any], error: str, now: datetime) -> bool:
         """{job REQUESTED → FAILED, its window → FAILED} at once."""

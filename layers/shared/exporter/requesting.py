@@ -327,7 +327,13 @@ def _rerequest(ctx: RequestContext, job: dict[str, Any], now: datetime, report: 
         logger.warning("CC-FS unavailable: re-request postponed", extra={"responseId": rid, "error": str(exc)})
         return
     new_job = NewJob(response_id=new_id, claim=claim, attempt=attempt + 1)
-    if ctx.store.supersede(job, new_job, now):
+    result = ctx.store.supersede(job, new_job, now)
+    if result is RecordResult.JOB_EXISTS and ctx.store.supersede_into_existing(job, new_job, now):
+        # CC-FS called back for the new responseId before it was recorded (an UNSOLICITED item):
+        # that callback is this job's, as for a first request.
+        promote_early_callback(ctx.store, ctx.send_bill, new_id, now)
+        result = RecordResult.RECORDED
+    if result is RecordResult.RECORDED:
         report.re_requested += 1
         logger.warning(
             "no callback in time: window re-requested",
