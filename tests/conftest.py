@@ -184,6 +184,7 @@ def reset_process_caches() -> None:
     aws.client.cache_clear()
     aws.resource.cache_clear()
     parameters.clear_caches()
+    factory.clear_caches()
     if factory._client is not None:
         factory._client.close()
     factory._client = None
