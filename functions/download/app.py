@@ -27,6 +27,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
+
+# Before anything imports pydantic: Powertools Batch loads its parser models when pydantic is already
+# loaded (~37 ms instead of ~19 ms of the cold start; the isort order keeps it first).
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord

@@ -17,12 +17,11 @@ from __future__ import annotations
 import json
 import logging
 from datetime import UTC, datetime
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from exporter import ccfs_factory
@@ -38,7 +37,25 @@ from exporter.requesting import (
     run_tick,
 )
 
-processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.batch import BatchProcessor
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+
+@cache
+def _processor() -> BatchProcessor:
+    """Powertools Batch, imported by the first backfill batch of a sandbox, not at module scope.
+
+    Most cold starts are schedule ticks (every 15 minutes by default), which never use it; at module
+    scope it cost each of them ~20 ms of a ~260 ms ``import app`` (asyncio and every stream's record
+    classes; wall clock, bench coldstart's environment, 2 cores). Imported once pydantic is loaded,
+    it also loads Powertools' parser models: the first backfill batch of a sandbox pays ~37 ms
+    instead (backfills, and their continuation messages, are occasional).
+    """
+    from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+
+    return BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+
 
 # The domain modules log through the stdlib loggers "exporter.*" and "ccfs.*": give them the
 # Powertools JSON handler so their lines carry the same keys (and the Lambda request id).
@@ -105,9 +122,11 @@ def _backfill_batch(event: dict[str, Any], ctx: RequestContext, context: LambdaC
             raise
         handle_backfill(ctx, backfill, report)
 
+    from aws_lambda_powertools.utilities.batch import process_partial_response
+
     try:
         return process_partial_response(
-            event=event, record_handler=record_handler, processor=processor, context=context
+            event=event, record_handler=record_handler, processor=_processor(), context=context
         )
     finally:
         _emit(report)
