@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 
 from local.ccfs_simulator import TenantSpec
 from tests.integration.pipeline_harness import ZONE, assert_s3_equals_truth, demo_day
@@ -64,8 +65,12 @@ def everything_at_debug(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
         caplog.set_level(logging.DEBUG, logger=name or None)
     previous_level = powertools_logger.log_level
     powertools_logger.setLevel("DEBUG")
+    # Only the Powertools handlers: after other tests in the same xdist worker, pytest's own
+    # LogCaptureHandlers are found on "ccfs" and "exporter" too (seen), and swapping their stream
+    # broke pytest's log report ("'_CurrentStdout' object has no attribute 'getvalue'").
     handlers = {h for lg in (logging.getLogger("aicc-export"), logging.getLogger("ccfs"), logging.getLogger("exporter"))
-                for h in lg.handlers if hasattr(h, "stream")}  # fmt: skip
+                for h in lg.handlers
+                if isinstance(h.formatter, LambdaPowertoolsFormatter) and hasattr(h, "stream")}  # fmt: skip
     streams = {h: h.stream for h in handlers}
     for handler in handlers:
         handler.stream = _CurrentStdout()  # type: ignore[attr-defined]
