@@ -9,21 +9,15 @@ per message). Thin: routing, idempotency and batch reporting here; the work is i
   record is retried by SQS, not answered from the store.
 - Failures are reported per record (``batchItemFailures``): one bad recording never makes SQS
   redeliver its nine neighbours.
-- Recording copies are I/O-bound (two CC-FS round trips, object storage, S3, DynamoDB): a batch of
-  recordings is processed on up to ``RECORDING_CONCURRENCY`` threads (template.yaml sets it; unset =
-  one at a time). The bound is also what CC-FS sees from one instance, so its flow control holds.
-  Powertools Metrics is not thread-safe: worker threads buffer their metrics and the main thread
-  adds them; log keys in workers are the Logger's thread-safe keys. Bills are never run in parallel.
+- A batch of recordings is processed on up to ``RECORDING_CONCURRENCY`` threads (template.yaml sets
+  it; unset = one at a time) by ``exporter.batching.ConcurrentBatchProcessor``. Bills are never run
+  in parallel.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import threading
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -42,91 +36,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from ccfs.errors import CcfsError, redact
 from exporter.aws import client, logger, metrics
+from exporter.batching import ConcurrentBatchProcessor, log_keys
 from exporter.bill_export import BillMessage, export_bill
 from exporter.ccfs_factory import ccfs_client
 from exporter.config import Settings, get_settings
 from exporter.progress import Progress
 from exporter.recordings import RecordingCopier, RecordingMessage
-
-
-class _WorkerState(threading.local):
-    """Per worker thread: the metrics its record added (None on the main thread)."""
-
-    metrics: list[dict[str, Any]] | None = None
-
-
-class _ThreadedMetrics:
-    """Routes ``metrics.add_metric`` from worker threads into their buffers; the main thread keeps
-    calling Powertools directly. Installed once per process on the shared ``metrics`` object."""
-
-    def __init__(self, add_metric: Any) -> None:
-        self._add_metric = add_metric
-        self.worker = _WorkerState()
-
-    def add_metric(self, **kwargs: Any) -> None:
-        buffer = self.worker.metrics
-        if buffer is None:
-            self._add_metric(**kwargs)
-        else:
-            buffer.append(kwargs)
-
-    def replay(self, buffered: list[dict[str, Any]]) -> None:
-        for kwargs in buffered:
-            self._add_metric(**kwargs)
-
-
-def _threaded_metrics() -> _ThreadedMetrics:
-    existing = getattr(metrics, "_aicc_threaded", None)
-    if existing is not None:  # this module was imported again (tests): keep the one router
-        return existing  # type: ignore[no-any-return]
-    router = _ThreadedMetrics(metrics.add_metric)
-    metrics.add_metric = router.add_metric  # type: ignore[method-assign]
-    metrics._aicc_threaded = router  # type: ignore[attr-defined]
-    return router
-
-
-_metrics_router = _threaded_metrics()
-
-
-class ConcurrentBatchProcessor(BatchProcessor):
-    """Powertools' SQS BatchProcessor with ``process()`` run on a bounded thread pool.
-
-    Results, ``batchItemFailures`` and the entire-batch-failure error are Powertools' own (each
-    worker runs ``_process_record``). A BaseException (a crash, the runtime's timeout) propagates
-    from the main thread and cancels the records not started yet.
-    """
-
-    def __init__(self, max_workers: int) -> None:
-        super().__init__(event_type=EventType.SQS)
-        self.max_workers = max_workers
-
-    def process(self) -> list[tuple]:
-        records = list(self.records)
-        if self.max_workers <= 1 or len(records) <= 1:
-            return super().process()
-        pool = ThreadPoolExecutor(max_workers=min(self.max_workers, len(records)), thread_name_prefix="record")
-        try:
-            futures = [pool.submit(self._in_worker, record) for record in records]
-            results = []
-            for future in futures:
-                result, buffered = future.result()
-                _metrics_router.replay(buffered)
-                results.append(result)
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
-        pool.shutdown(wait=True)
-        return results
-
-    def _in_worker(self, record: dict[str, Any]) -> tuple[Any, list[dict[str, Any]]]:
-        buffered: list[dict[str, Any]] = []
-        _metrics_router.worker.metrics = buffered
-        try:
-            return self._process_record(record), buffered
-        finally:
-            _metrics_router.worker.metrics = None
-            logger.thread_safe_clear_keys()
-
 
 RECORDING_CONCURRENCY = max(1, int(os.environ.get("RECORDING_CONCURRENCY") or 1))
 processor = BatchProcessor(event_type=EventType.SQS)
@@ -164,20 +79,6 @@ def message_kind(record: SQSRecord, settings: Settings) -> str:
     raise ValueError(f"message {record.message_id} is neither a bill nor a recording message")
 
 
-@contextmanager
-def _log_keys(**keys: Any) -> Iterator[None]:
-    """``logger.append_context_keys`` on the main thread; the thread-safe keys in a worker."""
-    if _metrics_router.worker.metrics is None:
-        with logger.append_context_keys(**keys):
-            yield
-        return
-    logger.thread_safe_append_keys(**keys)
-    try:
-        yield
-    finally:
-        logger.thread_safe_remove_keys(keys)
-
-
 def _progress(settings: Settings) -> Progress:
     return Progress(
         ddb=client("dynamodb"),
@@ -209,7 +110,7 @@ def process_recording(record: SQSRecord) -> dict[str, Any]:
     settings = get_settings()
     message = RecordingMessage.model_validate_json(record.body)
     receive_count = int(record.attributes.approximate_receive_count or 1)
-    with _log_keys(response_id=message.responseId, call_id=message.callId):
+    with log_keys(response_id=message.responseId, call_id=message.callId):
         copier = RecordingCopier(
             ccfs=ccfs_client(settings),
             s3=client("s3"),
@@ -221,7 +122,7 @@ def process_recording(record: SQSRecord) -> dict[str, Any]:
 
 
 def record_handler(record: SQSRecord) -> dict[str, Any]:
-    with _log_keys(message_id=record.message_id):
+    with log_keys(message_id=record.message_id):
         kind = message_kind(record, get_settings())
         try:
             if kind == "bill":
