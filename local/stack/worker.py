@@ -87,13 +87,24 @@ class CrashSwitch:
         self.armed = None
 
 
+# How long a message being handled stays invisible per heartbeat. The queues' (local) visibility
+# timeout is a few seconds so that retries come quickly; in flight, a message must not come back
+# while its first delivery still runs (AWS guarantees that through the 6x rule). Extending by
+# only that timeout every 2 s was not enough when moto was saturated (a 10,000-call chaos run):
+# a late heartbeat let a message be redelivered during its first delivery.
+INFLIGHT_SECONDS = 120
+HEARTBEAT_SECONDS = 10.0
+
+
 class Heartbeat:
-    """Keeps received messages invisible while they are being handled."""
+    """Keeps received messages invisible while they are being handled; ``release`` gives the ones
+    left on the queue (failed records) back the queue's visibility timeout, the retry delay."""
 
     def __init__(self, sqs: Any, queue_url: str, visibility: int) -> None:
         self.sqs = sqs
         self.queue_url = queue_url
-        self.visibility = max(1, visibility)
+        self.retry_delay = max(1, visibility)
+        self.inflight = max(self.retry_delay, INFLIGHT_SECONDS)
         self.handles: list[str] = []
         self._done = threading.Event()
         self._lock = threading.Lock()
@@ -102,29 +113,36 @@ class Heartbeat:
     def add(self, handles: list[str]) -> None:
         with self._lock:
             self.handles.extend(handles)
+        self._change(handles, self.inflight)  # at once: the receive gave them only the retry delay
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
             self._thread.start()
 
     def _run(self) -> None:
-        interval = max(0.5, self.visibility / 2.5)
-        while not self._done.wait(interval):
+        while not self._done.wait(HEARTBEAT_SECONDS):
             with self._lock:
                 handles = list(self.handles)
-            for start in range(0, len(handles), 10):
-                entries = [
-                    {"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": self.visibility}
-                    for i, h in enumerate(handles[start : start + 10])
-                ]
-                try:
-                    self.sqs.change_message_visibility_batch(QueueUrl=self.queue_url, Entries=entries)
-                except Exception as exc:  # noqa: BLE001 - a missed heartbeat only risks a redelivery
-                    sys.stderr.write(f"heartbeat failed: {exc}\n")
+            self._change(handles, self.inflight)
+
+    def _change(self, handles: list[str], seconds: int) -> None:
+        for start in range(0, len(handles), 10):
+            entries = [
+                {"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": seconds}
+                for i, h in enumerate(handles[start : start + 10])
+            ]
+            try:
+                self.sqs.change_message_visibility_batch(QueueUrl=self.queue_url, Entries=entries)
+            except Exception as exc:  # noqa: BLE001 - a missed heartbeat only risks a redelivery
+                sys.stderr.write(f"heartbeat failed: {exc}\n")
 
     def stop(self) -> None:
         self._done.set()
         if self._thread is not None:
             self._thread.join()
+
+    def release(self, handles: list[str]) -> None:
+        """The records the invocation did not finish: visible again after the retry delay."""
+        self._change(handles, self.retry_delay)
 
 
 def _failed_ids(invocation: Any, ids: list[str], report_failures: bool) -> tuple[set[str], str]:
@@ -202,6 +220,7 @@ def run_sqs(args: argparse.Namespace, runtime: Any, sqs: Any) -> None:
         heartbeat.stop()
         failed, outcome = _failed_ids(invocation, ids, args.report_failures)
         done = [m for m in messages if m["MessageId"] not in failed]
+        heartbeat.release([m["ReceiptHandle"] for m in messages if m["MessageId"] in failed])
         for start in range(0, len(done), 10):
             chunk = done[start : start + 10]
             sqs.delete_message_batch(
