@@ -7,6 +7,7 @@ Powertools reads them at import time.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import sys
 import types
@@ -50,6 +51,35 @@ class FakeLambdaContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return self.remaining_ms
+
+
+def emf_totals(output: str, namespace: str | None = None) -> dict[str, float]:
+    """Every EMF metric Powertools printed in ``output``, summed by name (the local stack's
+    ``emf_sum``); with ``namespace``, every metric directive must be in it."""
+    from local.stack.report import emf_sum
+
+    docs = []
+    for line in output.splitlines():
+        try:
+            docs.append(json.loads(line))
+        except ValueError:
+            continue
+    if namespace is not None:
+        for doc in docs:
+            for directive in doc["_aws"]["CloudWatchMetrics"] if isinstance(doc, dict) and "_aws" in doc else []:
+                assert directive["Namespace"] == namespace, directive
+    return emf_sum(docs)
+
+
+class CurrentStdout:
+    """A stream writing to whatever ``sys.stdout`` is now: the Powertools log handler is bound to the
+    stdout of its first import, and pytest swaps ``sys.stdout`` between tests and phases."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
 
 
 @pytest.fixture

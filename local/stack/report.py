@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import sys
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TextIO
 
-__all__ = ["LiveLine", "emf_totals", "human_size", "invocation_stats", "print_summary"]
+__all__ = ["LiveLine", "emf_sum", "emf_totals", "human_size", "invocation_stats", "print_summary"]
 
 
 def _json_lines(logs: Path) -> Any:
@@ -24,8 +25,13 @@ def _json_lines(logs: Path) -> Any:
 
 def emf_totals(logs: Path) -> dict[str, float]:
     """Sum of every EMF metric (Powertools Metrics output) in the workers' logs, by name."""
+    return emf_sum(record for _, record in _json_lines(logs))
+
+
+def emf_sum(records: Iterable[Any]) -> dict[str, float]:
+    """Sum of every EMF metric in ``records`` (parsed JSON log lines; others are skipped), by name."""
     totals: dict[str, float] = {}
-    for _, record in _json_lines(logs):
+    for record in records:
         meta = record.get("_aws") if isinstance(record, dict) else None
         if not isinstance(meta, dict):
             continue

@@ -15,7 +15,6 @@ URL's query (``Signature=``, ``AccessKeyId=``); the ak is allowed (it is an iden
 from __future__ import annotations
 
 import logging
-import sys
 import traceback
 from collections.abc import Iterator
 from typing import Any
@@ -24,6 +23,7 @@ import pytest
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 
 from local.ccfs_simulator import TenantSpec
+from tests.conftest import CurrentStdout
 from tests.integration.pipeline_harness import ZONE, assert_s3_equals_truth, demo_day
 
 pytestmark = pytest.mark.integration
@@ -45,16 +45,6 @@ LOGGERS = (
 FORBIDDEN_TEXT = ("auth-v2/", "Signature=", "AccessKeyId=")
 
 
-class _CurrentStdout:
-    """Writes to whatever ``sys.stdout`` is now (the capture), not the stream of import time."""
-
-    def write(self, text: str) -> int:
-        return sys.stdout.write(text)
-
-    def flush(self) -> None:
-        sys.stdout.flush()
-
-
 @pytest.fixture
 def everything_at_debug(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     """Every logger at DEBUG into ``caplog``; the Powertools handlers (propagate=False, their own
@@ -73,7 +63,7 @@ def everything_at_debug(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
                 if isinstance(h.formatter, LambdaPowertoolsFormatter) and hasattr(h, "stream")}  # fmt: skip
     streams = {h: h.stream for h in handlers}
     for handler in handlers:
-        handler.stream = _CurrentStdout()  # type: ignore[attr-defined]
+        handler.stream = CurrentStdout()  # type: ignore[attr-defined]
     yield
     for handler, stream in streams.items():
         handler.stream = stream  # type: ignore[attr-defined]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import copy
 import json
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -25,7 +24,7 @@ from exporter.aws import resource
 from exporter.jobs import NewJob, WindowClaim
 from exporter.keys import job_key
 from exporter.planner import Window
-from tests.conftest import load_handler, sqs_messages
+from tests.conftest import CurrentStdout, emf_totals, load_handler, sqs_messages
 
 EVENT_FILE = Path(__file__).resolve().parents[2] / "events" / "callback_api.json"
 NOW = datetime(2026, 11, 21, 10, 0, 0, tzinfo=UTC)
@@ -148,16 +147,6 @@ def harness(aws: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch) -> H
     return h
 
 
-class _CurrentStdout:
-    """Writes to whatever ``sys.stdout`` is now (pytest swaps it between setup and call)."""
-
-    def write(self, text: str) -> int:
-        return sys.stdout.write(text)
-
-    def flush(self) -> None:
-        sys.stdout.flush()
-
-
 @pytest.fixture
 def logs_to_capsys(capsys: pytest.CaptureFixture[str]) -> Iterator[None]:
     """Point the Powertools log handler (created at the first import, bound to the stdout of that
@@ -166,26 +155,13 @@ def logs_to_capsys(capsys: pytest.CaptureFixture[str]) -> Iterator[None]:
 
     handler = logger.registered_handler
     previous = handler.stream  # type: ignore[attr-defined]
-    handler.stream = _CurrentStdout()  # type: ignore[attr-defined]
+    handler.stream = CurrentStdout()  # type: ignore[attr-defined]
     yield
     handler.stream = previous  # type: ignore[attr-defined]
 
 
 def emitted_metrics(output: str) -> dict[str, float]:
-    totals: dict[str, float] = {}
-    for line in output.splitlines():
-        if not line.startswith("{"):
-            continue
-        doc = json.loads(line)
-        if "_aws" not in doc:
-            continue
-        for directive in doc["_aws"]["CloudWatchMetrics"]:
-            for metric in directive["Metrics"]:
-                value = doc[metric["Name"]]
-                totals[metric["Name"]] = totals.get(metric["Name"], 0) + sum(
-                    value if isinstance(value, list) else [value]
-                )
-    return totals
+    return emf_totals(output)
 
 
 # ---------------------------------------------------------------------------- the bad-input table

@@ -21,7 +21,7 @@ from ccfs.columns import CDR_COLUMNS, RECORD_COLUMNS
 from ccfs.errors import CcfsNotFound, CcfsTransientError
 from exporter import aws as exporter_aws
 from exporter.bill_export import send_batches
-from tests.conftest import load_handler, sqs_messages
+from tests.conftest import emf_totals, load_handler, sqs_messages
 from tests.unit.test_progress import fast_clients, seed_job
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -133,18 +133,7 @@ def manifest(names: Any) -> dict[str, Any]:
 
 def emitted(capsys: pytest.CaptureFixture[str]) -> dict[str, float]:
     """Sum of every EMF metric printed so far."""
-    totals: dict[str, float] = {}
-    for line in capsys.readouterr().out.splitlines():
-        try:
-            doc = json.loads(line)
-        except ValueError:
-            continue
-        if not isinstance(doc, dict) or "_aws" not in doc:
-            continue
-        for spec in doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]:
-            value = doc[spec["Name"]]
-            totals[spec["Name"]] = totals.get(spec["Name"], 0) + (sum(value) if isinstance(value, list) else value)
-    return totals
+    return emf_totals(capsys.readouterr().out)
 
 
 @pytest.fixture

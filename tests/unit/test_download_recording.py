@@ -26,7 +26,7 @@ from exporter import aws as exporter_aws
 from exporter import recordings
 from exporter.progress import BILL_PROCESSED, Progress
 from exporter.streams import HashingReader
-from tests.conftest import load_handler
+from tests.conftest import emf_totals, load_handler
 from tests.unit.test_progress import fast_clients, seed_job
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -165,17 +165,8 @@ def assert_nothing_left_behind(names: Any) -> None:
 
 
 def emitted(capsys: pytest.CaptureFixture[str]) -> dict[str, float]:
-    totals: dict[str, float] = {}
-    for line in capsys.readouterr().out.splitlines():
-        try:
-            doc = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(doc, dict) and "_aws" in doc:
-            for spec in doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]:
-                value = doc[spec["Name"]]
-                totals[spec["Name"]] = totals.get(spec["Name"], 0) + (sum(value) if isinstance(value, list) else value)
-    return totals
+    """Sum of every EMF metric printed so far."""
+    return emf_totals(capsys.readouterr().out)
 
 
 @pytest.fixture

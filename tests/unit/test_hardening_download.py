@@ -41,7 +41,7 @@ from ccfs.columns import RECORD_COLUMNS
 from ccfs.errors import CcfsNotFound, CcfsTransientError
 from exporter import aws as exporter_aws
 from exporter import bill_export, recordings
-from tests.conftest import load_handler, sqs_messages
+from tests.conftest import emf_totals, load_handler, sqs_messages
 from tests.unit import test_download_bill as bills_t
 from tests.unit import test_download_recording as recs_t
 from tests.unit.test_progress import fast_clients, seed_job
@@ -105,21 +105,6 @@ def raw_zip(entries: list[tuple[str, bytes]], compression: int = zipfile.ZIP_DEF
             info.compress_type = compression
             zf.writestr(info, data)
     return out.getvalue()
-
-
-def metrics_in(output: str) -> dict[str, float]:
-    """Sum of every EMF metric in ``output``."""
-    totals: dict[str, float] = {}
-    for line in output.splitlines():
-        try:
-            doc = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(doc, dict) and "_aws" in doc:
-            for spec in doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]:
-                value = doc[spec["Name"]]
-                totals[spec["Name"]] = totals.get(spec["Name"], 0) + (sum(value) if isinstance(value, list) else value)
-    return totals
 
 
 # ---------------------------------------------------------------------------- hostile bills
@@ -275,7 +260,7 @@ def test_bad_rows_are_kept_out_counted_and_listed_without_their_content(
     assert doc["counts"]["bad_rows"] == 4 and doc["bad_rows_truncated"] is False
     out = capsys.readouterr().out
     assert PHONE not in json.dumps(doc["bad_rows"]) and PHONE not in out  # never the content
-    assert metrics_in(out)["BadRows"] == 4
+    assert emf_totals(out)["BadRows"] == 4
 
 
 # ---------------------------------------------------------------------------- recordings

@@ -34,7 +34,7 @@ from exporter.requesting import (
     reconcile,
     run_tick,
 )
-from tests.conftest import load_handler, sqs_messages
+from tests.conftest import emf_totals, load_handler, sqs_messages
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 T = datetime(2026, 11, 21, 10, 10, tzinfo=UTC)
@@ -163,21 +163,7 @@ def window_item(settings: Settings, sk: str, tenant: str = "acct001") -> dict[st
 
 def emitted_metrics(output: str) -> dict[str, float]:
     """Sum every EMF metric Powertools printed to stdout, by name."""
-    totals: dict[str, float] = {}
-    for line in output.splitlines():
-        if not line.startswith("{"):
-            continue
-        doc = json.loads(line)
-        if "_aws" not in doc:
-            continue
-        for directive in doc["_aws"]["CloudWatchMetrics"]:
-            assert directive["Namespace"] == "AiccExport"
-            for metric in directive["Metrics"]:
-                value = doc[metric["Name"]]
-                totals[metric["Name"]] = totals.get(metric["Name"], 0) + sum(
-                    value if isinstance(value, list) else [value]
-                )
-    return totals
+    return emf_totals(output, namespace="AiccExport")
 
 
 def sqs_event(*bodies: str) -> dict[str, Any]:
