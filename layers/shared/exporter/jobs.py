@@ -361,28 +361,8 @@ class JobStore:
         """{put job REQUESTED, window.response_id = job; window leaves the GSI} in one transaction."""
         reasons = self._transact(
             [
-                {
-                    "Put": {
-                        "Item": job.item(now, self.retention_days),
-                        "ConditionExpression": "attribute_not_exists(pk)",
-                    }
-                },
-                {
-                    "Update": {
-                        "Key": job.claim.key,
-                        "UpdateExpression": (
-                            "SET response_id = :rid, attempt = :attempt, requested_at = :now "
-                            "REMOVE job_status, status_at, lease_until"
-                        ),
-                        "ConditionExpression": "job_status = :claimed",
-                        "ExpressionAttributeValues": {
-                            ":rid": job.response_id,
-                            ":attempt": job.attempt,
-                            ":now": utc_now_iso(now),
-                            ":claimed": JobStatus.CLAIMED.value,
-                        },
-                    }
-                },
+                self._put_new_job(job, now),
+                self._point_claimed_window(job, now),
             ]
         )
         if reasons is None:
@@ -390,6 +370,29 @@ class JobStore:
         if reasons[0] == "ConditionalCheckFailed":
             return RecordResult.JOB_EXISTS
         return RecordResult.WINDOW_LOST
+
+    def _put_new_job(self, job: NewJob, now: datetime) -> dict[str, Any]:
+        """Transaction item: the job item, REQUESTED, unless an item for its responseId exists."""
+        return {"Put": {"Item": job.item(now, self.retention_days), "ConditionExpression": "attribute_not_exists(pk)"}}
+
+    def _point_claimed_window(self, job: NewJob, now: datetime) -> dict[str, Any]:
+        """Transaction item: the CLAIMED window now points at ``job`` and leaves the status GSI."""
+        return {
+            "Update": {
+                "Key": job.claim.key,
+                "UpdateExpression": (
+                    "SET response_id = :rid, attempt = :attempt, requested_at = :now "
+                    "REMOVE job_status, status_at, lease_until"
+                ),
+                "ConditionExpression": "job_status = :claimed",
+                "ExpressionAttributeValues": {
+                    ":rid": job.response_id,
+                    ":attempt": job.attempt,
+                    ":now": utc_now_iso(now),
+                    ":claimed": JobStatus.CLAIMED.value,
+                },
+            }
+        }
 
     def _link_job_update(self, job: NewJob, now: datetime) -> dict[str, Any]:
         """Transaction item: an existing job item (its callback came before we recorded the request)
@@ -415,22 +418,7 @@ class JobStore:
         reasons = self._transact(
             [
                 self._link_job_update(job, now),
-                {
-                    "Update": {
-                        "Key": job.claim.key,
-                        "UpdateExpression": (
-                            "SET response_id = :rid, attempt = :attempt, requested_at = :now "
-                            "REMOVE job_status, status_at, lease_until"
-                        ),
-                        "ConditionExpression": "job_status = :claimed",
-                        "ExpressionAttributeValues": {
-                            ":rid": job.response_id,
-                            ":attempt": job.attempt,
-                            ":now": utc_now_iso(now),
-                            ":claimed": JobStatus.CLAIMED.value,
-                        },
-                    }
-                },
+                self._point_claimed_window(job, now),
             ]
         )
         return reasons is None
@@ -462,12 +450,7 @@ class JobStore:
         reasons = self._transact(
             [
                 self._supersede_old(old, new, now),
-                {
-                    "Put": {
-                        "Item": new.item(now, self.retention_days),
-                        "ConditionExpression": "attribute_not_exists(pk)",
-                    }
-                },
+                self._put_new_job(new, now),
                 self._supersede_window(old, new, now),
             ]
         )
