@@ -316,14 +316,13 @@ class _Lines:
             raise StopIteration
         self.line += 1
         self.record_chars += len(chunk)
-        too_long = f"row is longer than {self._max} characters"
         if len(chunk) > self._max and not chunk.endswith(("\n", "\r")):
             # Drop the rest of this physical line without holding it in memory.
             while chunk and not chunk.endswith(("\n", "\r")):
                 chunk = self._readline(_READ_CHUNK)
-            raise _RowTooLong(too_long)
+            raise _RowTooLong(f"row is longer than {self._max} characters")
         if self.record_chars > self._max:
-            raise _RowTooLong(too_long)
+            raise _RowTooLong(f"row is longer than {self._max} characters")
         self.record_commas += chunk.count(",")
         if self.record_commas > self._max_commas:
             raise _RowTooLong(f"row has more than {self._max_commas} commas")
