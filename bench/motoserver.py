@@ -18,12 +18,12 @@ holds connections, never what it answers:
 * ``MOTO_S3_DEFAULT_KEY_BUFFER_SIZE`` = 256 KiB (a moto setting): objects spill to temp files;
 * completing a multipart upload streams the parts into one temp file, part by part;
 * ``UploadPartCopy`` reads only the requested byte range of the source;
-* DynamoDB requests are served one at a time: moto's ``TransactWriteItems`` snapshots whole tables
-  with ``deepcopy`` and restores the snapshot when a transaction is cancelled, wiping writes that
-  other threads made meanwhile (DynamoDB itself applies each request atomically). Without the
-  lock, concurrent recording copies lost ``recordings_done`` increments. With requests serialised,
-  the snapshot is taken of the (at most 100) items a transaction names instead of whole tables:
-  the whole-table copy made every transaction O(table size) (15 ms each after 500 recordings);
+* DynamoDB requests are served one at a time, by the local stack's
+  ``local.stack.motoserver.serialise_dynamodb``: moto's ``TransactWriteItems`` snapshots whole
+  tables with ``deepcopy`` and restores the snapshot when a transaction is cancelled, wiping writes
+  that other threads made meanwhile (without it, concurrent recording copies lost
+  ``recordings_done`` increments), and the whole-table copy made every transaction O(table size)
+  (15 ms each after 500 recordings); serialised, a transaction whose conditions hold skips it;
 * a thread runs ``gc.collect()`` twice a second: every moto/Flask request object sits in a
   reference cycle, so a 16 MiB part body stays alive until a full collection, which allocation
   counts (not bytes) trigger rarely; without it moto grew by ~800 MB during one 1 GiB upload.
@@ -146,55 +146,6 @@ def patch_moto() -> None:
         return multipart.set_part(part_id, data)
 
     models.S3Backend.upload_part_copy = upload_part_copy  # type: ignore[method-assign]
-    _patch_transactions()
-
-
-def _patch_transactions() -> None:
-    """Item-level rollback for ``TransactWriteItems`` (requests are serialised, see module doc)."""
-    import copy as copy_module
-
-    from moto.dynamodb import models as ddb
-    from moto.dynamodb.models.dynamo_type import DynamoType
-    from moto.dynamodb.models.table import Table
-
-    class _NoTableCopy:
-        copy = staticmethod(copy_module.copy)
-
-        @staticmethod
-        def deepcopy(value: Any, memo: Any = None) -> Any:
-            return value if isinstance(value, Table) else copy_module.deepcopy(value, memo)
-
-    ddb.copy = _NoTableCopy  # type: ignore[assignment]  # the module's ``copy``: tables no longer copied
-    original = ddb.DynamoDBBackend.transact_write_items
-
-    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
-        saved = []
-        for entry in transact_items:
-            _, op = next(iter(entry.items()))
-            table = self.tables.get(op.get("TableName"))
-            attrs = (op.get("Key") or op.get("Item") or {}) if isinstance(op, dict) else {}
-            if table is None or table.hash_key_attr not in attrs:
-                continue
-            hash_value = DynamoType(attrs[table.hash_key_attr])
-            range_value = DynamoType(attrs[table.range_key_attr]) if table.range_key_attr in attrs else None
-            try:
-                current = table.get_item(hash_value, range_value)
-            except Exception:  # noqa: BLE001 - malformed key: moto itself will reject the transaction
-                continue
-            saved.append((table, hash_value, range_value, copy_module.deepcopy(current)))
-        try:
-            original(self, transact_items)
-        except Exception:
-            for table, hash_value, range_value, item in reversed(saved):
-                if item is None:
-                    table.delete_item(hash_value, range_value)
-                elif range_value is not None:
-                    table.items[hash_value][range_value] = item
-                else:
-                    table.items[hash_value] = item
-            raise
-
-    ddb.DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
 
 
 def account_cpu(path: str) -> Any:
@@ -233,7 +184,6 @@ def account_cpu(path: str) -> Any:
 def keep_alive_server(host: str, port: int) -> Any:
     """moto's app behind werkzeug's threaded server with a keep-alive request handler."""
     import io
-    from contextlib import nullcontext
 
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
     from werkzeug.serving import make_server
@@ -264,14 +214,12 @@ def keep_alive_server(host: str, port: int) -> Any:
                 reply["status"], reply["headers"] = status, headers
                 return lambda data: reply.setdefault("early", []).append(data)
 
-            serial = dynamodb_lock if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB") else nullcontext()
-            with serial:
-                chunks = self.server.app(environ, start_response)
-                try:
-                    data = b"".join([*reply.get("early", []), *chunks])
-                finally:
-                    if hasattr(chunks, "close"):
-                        chunks.close()
+            chunks = self.server.app(environ, start_response)
+            try:
+                data = b"".join([*reply.get("early", []), *chunks])
+            finally:
+                if hasattr(chunks, "close"):
+                    chunks.close()
             code, _, message = reply["status"].partition(" ")
             self.send_response(int(code), message)
             for name, value in reply["headers"]:
@@ -286,7 +234,6 @@ def keep_alive_server(host: str, port: int) -> Any:
             if environ["REQUEST_METHOD"] != "HEAD" and data:
                 self.wfile.write(data)
 
-    dynamodb_lock = threading.Lock()
     app = DomainDispatcherApplication(create_backend_app)
     return make_server(host, port, app, True, request_handler=KeepAliveHandler)
 
@@ -300,12 +247,12 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     patch_moto()
-    try:  # the local stack's routing memo (moto's per-request service lookup is slow)
-        from local.stack.motoserver import _speed_up_routing
+    # The local stack's routing memo (moto's per-request service lookup is slow) and its DynamoDB
+    # serialisation (moto's transactions are neither atomic nor cheap under concurrent requests).
+    from local.stack.motoserver import serialise_dynamodb, speed_up_routing
 
-        _speed_up_routing()
-    except ImportError:
-        pass
+    speed_up_routing()
+    serialise_dynamodb()
     dump = account_cpu(os.environ["BENCH_MOTO_CPU"]) if os.environ.get("BENCH_MOTO_CPU") else None
     from local.stack.procs import watch_parent, write_ready
 

@@ -18,7 +18,7 @@ from typing import Any
 from local.stack.procs import watch_parent, write_ready
 
 
-def _speed_up_routing() -> None:
+def speed_up_routing() -> None:
     """Memoise moto's per-request service lookup (pure functions of the host name).
 
     moto 5.2's server routes every request under one global lock, and the lookup lists moto's
@@ -70,7 +70,7 @@ def _conditions_hold(backend: Any, transact_items: list[dict[str, Any]]) -> bool
     return True
 
 
-def _serialise_dynamodb() -> None:
+def serialise_dynamodb() -> None:
     """Serve DynamoDB requests one at a time, as DynamoDB's atomicity requires.
 
     moto's backends take no locks and the threaded server runs requests concurrently. For
@@ -129,8 +129,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # werkzeug logs every request (each SQS long poll): keep the log for errors.
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    _speed_up_routing()
-    _serialise_dynamodb()
+    speed_up_routing()
+    serialise_dynamodb()
     from moto.server import ThreadedMotoServer
 
     server = ThreadedMotoServer(ip_address=args.host, port=args.port, verbose=False)
