@@ -174,12 +174,17 @@ def fake(aws, monkeypatch) -> FakeCcfs:
     return FakeCcfs()
 
 
-@pytest.fixture
-def handler(aws, fake, monkeypatch):
+def download_with(fake: FakeCcfs, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The download handler, loaded afresh, talking to ``fake`` instead of CC-FS (fast AWS retries)."""
     fast_clients(monkeypatch)
     module = load_handler("download")
     monkeypatch.setattr(module, "ccfs_client", lambda settings: fake)
     return module
+
+
+@pytest.fixture
+def handler(aws, fake, monkeypatch):
+    return download_with(fake, monkeypatch)
 
 
 def start_job(names: Any, total: int) -> None:

@@ -325,10 +325,8 @@ def test_recording_cut_mid_body_is_retried_and_never_visible_partially(
     aws: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     small_transfer(monkeypatch)
-    fast_clients(monkeypatch)
     fake = recs_t.FakeCcfs()
-    download = load_handler("download")
-    monkeypatch.setattr(download, "ccfs_client", lambda settings: fake)
+    download = recs_t.download_with(fake, monkeypatch)
     recs_t.start_job(aws, total=2)
     body = recs_t.FILE_BODIES[0]
     data = fake.add(body, bytes(range(256)) * (7 * MiB // 256))  # 7 MiB: two multipart parts
@@ -368,10 +366,8 @@ def _stream(data: bytes, declared: int) -> Any:
 def test_body_that_differs_from_its_declared_length_is_retried_then_copied(
     aws: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch, declared_delta: int
 ) -> None:
-    fast_clients(monkeypatch)
     fake = recs_t.FakeCcfs()
-    download = load_handler("download")
-    monkeypatch.setattr(download, "ccfs_client", lambda settings: fake)
+    download = recs_t.download_with(fake, monkeypatch)
     recs_t.start_job(aws, total=2)
     body = recs_t.FILE_BODIES[0]
     data = fake.add(body, recs_t.wav("declared", 5000))
@@ -398,10 +394,8 @@ def test_broken_fallback_download_is_retried_and_leaves_nothing(
 ) -> None:
     """0300012 from getRecordFileUrlFromObs, then downloadRecordFile ends early (the client says
     transient): retried; the second delivery copies it."""
-    fast_clients(monkeypatch)
     fake = recs_t.FakeCcfs()
-    download = load_handler("download")
-    monkeypatch.setattr(download, "ccfs_client", lambda settings: fake)
+    download = recs_t.download_with(fake, monkeypatch)
     recs_t.start_job(aws, total=2)
     body = recs_t.FILE_BODIES[0]
     not_found = CcfsNotFound("getRecordFileUrlFromObs", "no data found", "0300012")
@@ -426,10 +420,8 @@ def test_every_failure_that_cannot_be_recovered_is_in_the_manifest_and_alarmed(
 ) -> None:
     """Refused URL, missing everywhere, and 5xx until the last receive: all three end FAILED in the
     manifest with a reason, counted in RecordingsFailed (alarmed), and the job still completes."""
-    fast_clients(monkeypatch)
     fake = recs_t.FakeCcfs()
-    download = load_handler("download")
-    monkeypatch.setattr(download, "ccfs_client", lambda settings: fake)
+    download = recs_t.download_with(fake, monkeypatch)
     bodies = [recs_t.body_for(f"1530497000-40{i}", f"000040{i}") for i in range(3)]
     recs_t.start_job(aws, total=3)
     not_found = CcfsNotFound("getRecordFileUrlFromObs", "no data found", "0300012")
