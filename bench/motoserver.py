@@ -247,12 +247,13 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     patch_moto()
-    # The local stack's routing memo (moto's per-request service lookup is slow) and its DynamoDB
-    # serialisation (moto's transactions are neither atomic nor cheap under concurrent requests).
-    from local.stack.motoserver import serialise_dynamodb, speed_up_routing
+    # The local stack's routing memo (moto's per-request service lookup is slow) and its DynamoDB and
+    # SQS serialisation (moto's transactions and queues are not atomic under concurrent requests).
+    from local.stack.motoserver import serialise_dynamodb, serialise_sqs, speed_up_routing
 
     speed_up_routing()
     serialise_dynamodb()
+    serialise_sqs()
     dump = account_cpu(os.environ["BENCH_MOTO_CPU"]) if os.environ.get("BENCH_MOTO_CPU") else None
     from local.stack.procs import watch_parent, write_ready
 

@@ -120,6 +120,48 @@ def serialise_dynamodb() -> None:
     models.DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
 
 
+def serialise_sqs() -> None:
+    """Serve SQS requests one at a time, except while a long poll waits, as SQS's semantics require.
+
+    moto's SQS backend takes no lock around a receive: two concurrent ReceiveMessage calls can both
+    see a message visible and both mark it received, so one message is in flight with two consumers
+    at once (a duplicate delivery SQS's visibility timeout rules out); a DeleteMessage rebuilds the
+    queue's message list from a snapshot and drops a message sent meanwhile; a dead-letter move
+    (``list.remove`` inside a receive) can race another one and fail the whole receive after its
+    messages were marked received. One lock around every SQS action restores an atomic queue; a
+    long poll gives the lock up while it waits for messages, so senders are never blocked by it.
+    (Found by the chaos test: tests/chaos/test_chaos.py, issue 15.)
+    """
+    from moto.sqs.models import Queue
+    from moto.sqs.responses import SQSResponse
+
+    lock = threading.Lock()
+    held = threading.local()
+    original_call = SQSResponse.call_action
+    original_wait = Queue.wait_for_messages
+
+    def call_action(self: Any) -> Any:
+        with lock:
+            held.value = True
+            try:
+                return original_call(self)
+            finally:
+                held.value = False
+
+    def wait_for_messages(self: Any, timeout: int) -> None:
+        if not getattr(held, "value", False):
+            original_wait(self, timeout)
+            return
+        lock.release()
+        try:
+            original_wait(self, timeout)
+        finally:
+            lock.acquire()
+
+    SQSResponse.call_action = call_action  # type: ignore[method-assign]
+    Queue.wait_for_messages = wait_for_messages  # type: ignore[method-assign]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m local.stack.motoserver")
     parser.add_argument("--host", default="127.0.0.1")
@@ -131,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     speed_up_routing()
     serialise_dynamodb()
+    serialise_sqs()
     from moto.server import ThreadedMotoServer
 
     server = ThreadedMotoServer(ip_address=args.host, port=args.port, verbose=False)
