@@ -1,6 +1,7 @@
-"""Download function: consumes BillQueue (one bill ZIP per message) and RecordingQueue (one recording
-per message). Thin: routing, idempotency and batch reporting here; the work is in
-``exporter.bill_export`` and ``exporter.recordings``.
+"""Download function: consumes BillQueue (one bill ZIP per message), RecordingQueue (one recording
+per message) and RecordingDLQ (recordings SQS gave up on: each is given an outcome, never copied).
+Thin: routing, idempotency and batch reporting here; the work is in ``exporter.bill_export`` and
+``exporter.recordings``.
 
 - Records are told apart by the queue they came from (``eventSourceARN`` vs the names in
   ``BILL_QUEUE_URL`` / ``RECORDING_QUEUE_URL``), falling back to the body's shape.
@@ -41,7 +42,7 @@ from exporter.bill_export import BillMessage, export_bill
 from exporter.ccfs_factory import ccfs_client
 from exporter.config import Settings, get_settings
 from exporter.progress import Progress
-from exporter.recordings import RecordingCopier, RecordingMessage
+from exporter.recordings import RecordingCopier, RecordingMessage, settle_dead_letter
 
 RECORDING_CONCURRENCY = max(1, int(os.environ.get("RECORDING_CONCURRENCY") or 1))
 processor = BatchProcessor(event_type=EventType.SQS)
@@ -62,12 +63,15 @@ def _queue_name(url_or_arn: str) -> str:
 
 
 def message_kind(record: SQSRecord, settings: Settings) -> str:
-    """``"bill"`` or ``"recording"``: by source queue, else by the body's fields."""
+    """``"bill"``, ``"recording"`` or ``"dead recording"`` (from the RecordingDLQ): by source queue,
+    else by the body's fields."""
     source = _queue_name(record.event_source_arn or "")
     if settings.bill_queue_url and source == _queue_name(settings.bill_queue_url):
         return "bill"
     if settings.recording_queue_url and source == _queue_name(settings.recording_queue_url):
         return "recording"
+    if settings.recording_dlq_url and source == _queue_name(settings.recording_dlq_url):
+        return "dead recording"
     try:
         body = json.loads(record.body or "")
     except ValueError:
@@ -121,12 +125,23 @@ def process_recording(record: SQSRecord) -> dict[str, Any]:
         return copier.process(message, last_attempt=receive_count >= settings.max_receive_count)
 
 
+def settle_recording(record: SQSRecord) -> dict[str, Any]:
+    settings = get_settings()
+    message = RecordingMessage.model_validate_json(record.body)
+    with log_keys(response_id=message.responseId, call_id=message.callId):
+        return settle_dead_letter(
+            message, _progress(settings), message_id=record.message_id, deliveries=settings.max_receive_count
+        )
+
+
 def record_handler(record: SQSRecord) -> dict[str, Any]:
-    with log_keys(message_id=record.message_id):
+    with log_keys(message_id=record.message_id, receive_count=record.attributes.approximate_receive_count):
         kind = message_kind(record, get_settings())
         try:
             if kind == "bill":
                 return process_bill(record=record)
+            if kind == "dead recording":
+                return settle_recording(record)
             return process_recording(record=record)
         except CcfsError as exc:
             metrics.add_metric(name="CcfsErrors", unit=MetricUnit.Count, value=1)

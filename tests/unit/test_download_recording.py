@@ -482,6 +482,92 @@ def test_crash_mid_batch_then_redelivery_duplicates_nothing(aws, fake, handler, 
     assert len(doc["recordings"]) == 3
 
 
+# ---------------------------------------------------------------------------- dead letters
+
+
+def dead_event(names: Any, bodies: list[dict[str, Any]]) -> dict[str, Any]:
+    """The messages as the RecordingDLQ delivers them (SQS moved them after maxReceiveCount)."""
+    event = rec_event(names, bodies, receive_count=6)
+    for record in event["Records"]:
+        record["eventSourceARN"] = queue_arn(names.recording_dlq_url)
+    return event
+
+
+def test_dead_letter_without_outcome_is_failed_listed_and_completes_the_job(aws, fake, handler, lambda_context, capsys):
+    """Every delivery died outside the copier (timeout, out of memory, crash): no REC item, the
+    message in the RecordingDLQ. Settling it records FAILED with the reason, completes the job and
+    names the recording in the manifest, without fetching anything."""
+    start_job(aws, total=2)
+    done, dead = FILE_BODIES
+    fake.add(done, wav("a"))
+    fake.add(dead, wav("b"))
+    assert handler.lambda_handler(rec_event(aws, [done]), lambda_context) == {"batchItemFailures": []}
+    fetched = len(fake.requests)
+
+    event = dead_event(aws, [dead])
+    assert handler.lambda_handler(event, lambda_context) == {"batchItemFailures": []}
+
+    assert len(fake.requests) == fetched and len(fake.url_calls) == 1  # decided, not copied
+    rec = progress(aws).get_recording(RID, dead["callId"], stem_of(dead))
+    assert rec is not None and rec["status"] == "FAILED"
+    assert rec["error"].startswith("gave up: SQS moved the message to the RecordingDLQ after 5 deliveries")
+    assert event["Records"][0]["messageId"] in rec["error"]
+    final = job(aws)
+    assert (final["recordings_done"], final["recordings_failed"], final["job_status"]) == (1, 1, "COMPLETED")
+    doc = json.loads(read(aws, f"manifests/{RID}.json"))
+    assert [f["file_name"] for f in doc["failures"]] == [dead["fileName"]]
+    assert [r["file_name"] for r in doc["recordings"]] == [done["fileName"]]
+    metrics = emitted(capsys)
+    assert metrics["RecordingsFailed"] == 1 and metrics["JobsCompleted"] == 1
+
+
+def test_dead_letter_of_a_recorded_recording_is_not_a_failure(aws, fake, handler, lambda_context, capsys):
+    """A duplicate message (a bill retried after a partial fan-out) ran out of deliveries while its
+    twin copied the recording: settling it changes nothing and counts no failure."""
+    start_job(aws, total=1)
+    body = FILE_BODIES[0]
+    fake.add(body, wav("a"))
+    assert handler.lambda_handler(rec_event(aws, [body]), lambda_context) == {"batchItemFailures": []}
+    capsys.readouterr()
+    assert handler.lambda_handler(dead_event(aws, [body]), lambda_context) == {"batchItemFailures": []}
+    rec = progress(aws).get_recording(RID, CALL, stem_of(body))
+    assert rec is not None and rec["status"] == "DONE"
+    final = job(aws)
+    assert (final["recordings_done"], final["recordings_failed"], final["job_status"]) == (1, 0, "COMPLETED")
+    assert emitted(capsys).get("RecordingsFailed", 0) == 0
+
+
+def test_copy_finishing_after_its_dead_letter_was_settled_turns_failed_into_done(aws, fake, handler, lambda_context):
+    """A delivery still running when its twin was settled FAILED copies the recording after all:
+    the REC item, the counters and the (already completed) job's manifest say DONE."""
+    start_job(aws, total=1)
+    body = FILE_BODIES[0]
+    data = fake.add(body, wav("a"))
+    assert handler.lambda_handler(dead_event(aws, [body]), lambda_context) == {"batchItemFailures": []}
+    assert job(aws)["job_status"] == "COMPLETED"
+    assert len(json.loads(read(aws, f"manifests/{RID}.json"))["failures"]) == 1
+
+    copier = recordings.RecordingCopier(
+        ccfs=fake, s3=s3(), progress=progress(aws), bucket=aws.bucket, allowed_hosts=[OBS]
+    )
+    message = recordings.RecordingMessage.model_validate(body)
+    original = copier.progress.get_recording
+    copier.progress.get_recording = lambda *a: None  # type: ignore[method-assign]  # started before the settle
+    try:
+        assert copier.process(message)["outcome"] == "copied"
+    finally:
+        copier.progress.get_recording = original  # type: ignore[method-assign]
+
+    rec = progress(aws).get_recording(RID, CALL, stem_of(body))
+    assert rec is not None and rec["status"] == "DONE" and "error" not in rec
+    assert rec["sha256"] == hashlib.sha256(data).hexdigest()
+    final = job(aws)
+    assert (final["recordings_done"], final["recordings_failed"], final["job_status"]) == (1, 0, "COMPLETED")
+    doc = json.loads(read(aws, f"manifests/{RID}.json"))
+    assert doc["failures"] == [] and [r["key"] for r in doc["recordings"]] == [final_key(body)]
+    assert doc["counts"]["recordings_failed"] == 0
+
+
 # ---------------------------------------------------------------------------- streaming
 
 

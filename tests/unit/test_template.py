@@ -376,13 +376,19 @@ def queue_problems(t: Template) -> list[str]:
     max_receive_count = t["Globals"]["Function"]["Environment"]["Variables"].get("MAX_RECEIVE_COUNT")
     for scenario_name, s in scenarios(t):
         queues = of_type(s, "AWS::SQS::Queue")
-        alarmed = {
-            ref(d["Value"]) or (getatt(d["Value"]) or ("",))[0]
-            for alarm in of_type(s, "AWS::CloudWatch::Alarm").values()
-            if props(alarm).get("MetricName") == "ApproximateNumberOfMessagesVisible"
-            for d in props(alarm).get("Dimensions", [])
-            if d["Name"] == "QueueName"
-        }
+        consumed = sqs_consumers(s)
+
+        def alarmed_on(metric: str, s: Template = s) -> set[str]:
+            return {
+                ref(d["Value"]) or (getatt(d["Value"]) or ("",))[0]
+                for alarm in of_type(s, "AWS::CloudWatch::Alarm").values()
+                if props(alarm).get("MetricName") == metric
+                for d in props(alarm).get("Dimensions", [])
+                if d["Name"] == "QueueName"
+            }
+
+        alarmed = alarmed_on("ApproximateNumberOfMessagesVisible")
+        aged = alarmed_on("ApproximateAgeOfOldestMessage")
         for name, queue in queues.items():
             q = props(queue)
             where = f"[{scenario_name}] {name}"
@@ -392,7 +398,11 @@ def queue_problems(t: Template) -> list[str]:
             if is_dlq(name):
                 if q.get("MessageRetentionPeriod") != 1209600:
                     problems.append(f"{where}: a DLQ must keep messages 14 days (1209600 s)")
-                if name not in alarmed and name not in UNALARMED_DLQS:
+                if name in consumed:
+                    # drained by its consumer: what must alarm is a message it could not settle
+                    if name not in aged:
+                        problems.append(f"{where}: consumed DLQ without an ApproximateAgeOfOldestMessage alarm")
+                elif name not in alarmed and name not in UNALARMED_DLQS:
                     problems.append(f"{where}: no ApproximateNumberOfMessagesVisible alarm")
                 continue
             if "ES6000" in ignored:
@@ -410,7 +420,7 @@ def consumer_problems(t: Template) -> list[str]:
     problems = []
     consumers = sqs_consumers(t)
     for name, queue in of_type(t, "AWS::SQS::Queue").items():
-        if is_dlq(name):
+        if is_dlq(name) and name not in consumers:
             continue
         if name not in consumers:
             problems.append(f"{name}: no function consumes it")

@@ -55,6 +55,7 @@ _ENV = {
     "REQUEST_QUEUE_URL": "request_queue_url",
     "BILL_QUEUE_URL": "bill_queue_url",
     "RECORDING_QUEUE_URL": "recording_queue_url",
+    "RECORDING_DLQ_URL": "recording_dlq_url",
     "WINDOW_MINUTES": "window_minutes",
     "SETTLE_MINUTES": "settle_minutes",
     "CALLBACK_TIMEOUT_MINUTES": "callback_timeout_minutes",
@@ -86,6 +87,7 @@ class Settings(BaseModel):
     request_queue_url: str = ""
     bill_queue_url: str = ""
     recording_queue_url: str = ""
+    recording_dlq_url: str = ""
     window_minutes: int = Field(default=60, ge=5, le=4320)
     settle_minutes: int = Field(default=30, ge=0)
     callback_timeout_minutes: int = Field(default=120, ge=1)

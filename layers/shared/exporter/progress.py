@@ -244,6 +244,58 @@ class Progress:
             raise  # a conflict with a concurrent transaction: transient, the message is retried
         return True
 
+    def upgrade_failed(self, response_id: str, outcome: RecordingOutcome) -> bool:
+        """A recording recorded FAILED was copied after all (a delivery still running when its
+        twin was settled from the dead-letter queue): REC ``FAILED → DONE`` and the job's counters
+        moved from failed to done, in one transaction. False when the REC item is not FAILED."""
+        if outcome.status != "DONE":
+            return False
+        now = self.clock()
+        sets = {"status": "DONE", "key": outcome.key, "size": outcome.size, "sha256": outcome.sha256}
+        sets.update({"source": outcome.source, "updated_at": utc_now_iso(now)})
+        names = {f"#a{i}": name for i, name in enumerate(sets)}
+        values = {f":a{i}": value for i, value in enumerate(sets.values())}
+        values[":failed"] = "FAILED"
+        assignments = ", ".join(f"#a{i} = :a{i}" for i in range(len(sets)))
+        try:
+            self.ddb.transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": self.table,
+                            "Key": _to_ddb(
+                                {"pk": f"JOB#{response_id}", "sk": recording_sk(outcome.call_id, outcome.stem)}
+                            ),
+                            "UpdateExpression": f"SET {assignments} REMOVE #err",
+                            "ConditionExpression": "#a0 = :failed",
+                            "ExpressionAttributeNames": {**names, "#err": "error"},
+                            "ExpressionAttributeValues": _to_ddb(values),
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self.table,
+                            "Key": _to_ddb(job_key(response_id)),
+                            "UpdateExpression": "ADD recordings_done :one, recordings_failed :minus",
+                            "ConditionExpression": "attribute_exists(pk)",
+                            "ExpressionAttributeValues": {":one": {"N": "1"}, ":minus": {"N": "-1"}},
+                        }
+                    },
+                ]
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                raise
+            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+            if "ConditionalCheckFailed" in reasons:
+                return False
+            raise
+        job = self.get_job(response_id)
+        if job and job.get("job_status") == JobStatus.COMPLETED:
+            self.write_final_manifest(job, JobStatus.COMPLETED)  # the manifest named it a failure
+        logger.info("recording recorded FAILED was copied after all", extra={"response_id": response_id})
+        return True
+
     def iter_recordings(self, response_id: str) -> Iterator[dict[str, Any]]:
         """Every REC item of a job, consistent read, page by page."""
         kwargs: dict[str, Any] = {

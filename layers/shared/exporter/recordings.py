@@ -62,6 +62,7 @@ __all__ = [
     "check_recording_url",
     "host_allowed",
     "pick_url",
+    "settle_dead_letter",
 ]
 
 MiB = 1024 * 1024
@@ -144,6 +145,43 @@ class RecordingMessage(BaseModel):
             layout.recording_key(self.account, self.day, self.callId, self.stem),
             layout.sidecar_key(self.account, self.day, self.callId, self.stem),
         )
+
+
+# ---------------------------------------------------------------------------- dead letters
+
+DEAD_LETTER_REASON = (
+    "gave up: SQS moved the message to the RecordingDLQ after {count} deliveries that ended without an "
+    "outcome (an invocation timed out, ran out of memory or crashed, or kept meeting another delivery "
+    "of the same recording in progress); see the download function's logs for message {message_id}"
+)
+
+
+def settle_dead_letter(
+    message: RecordingMessage, progress: Progress, *, message_id: str, deliveries: int
+) -> dict[str, Any]:
+    """A RecordingQueue message SQS gave up on, read from the RecordingDLQ: give its recording an
+    outcome so that its job completes and its manifest names it (docs/design.md).
+
+    This step decides and never copies, so whatever killed the deliveries (a timeout, running out of
+    memory on a huge body, a crash) cannot kill it too. A recording that already has an outcome (a
+    duplicate message whose twin finished) is left as it is: not a failure, not an alarm. Otherwise
+    it is recorded FAILED with the reason (RecordingsFailed, alarmed); a delivery of it still running
+    somewhere that copies it after all turns the FAILED into DONE (``Progress.upgrade_failed``).
+    """
+    rid, call_id, stem = message.responseId, message.callId, message.stem
+    existing = progress.get_recording(rid, call_id, stem)
+    if existing is not None:
+        metrics.add_metric(name="RecordingDeadLettersSettled", unit=MetricUnit.Count, value=1)
+        progress.maybe_complete(rid)
+        return {"outcome": "already recorded", "status": existing.get("status")}
+    reason = DEAD_LETTER_REASON.format(count=deliveries, message_id=message_id)
+    logger.error("recording failed", extra={"response_id": rid, "call_id": call_id, "reason": reason})
+    outcome = RecordingOutcome(call_id, stem, message.fileName, "FAILED", error=reason)
+    if progress.record_recording(rid, outcome):
+        metrics.add_metric(name="RecordingsFailed", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name="RecordingDeadLettersSettled", unit=MetricUnit.Count, value=1)
+    progress.maybe_complete(rid)
+    return {"outcome": "failed", "reason": reason}
 
 
 # ---------------------------------------------------------------------------- URL rules
@@ -294,7 +332,10 @@ class RecordingCopier:
         return {"outcome": "copied", "key": key, "size": published.size, "sha256": published.sha256}
 
     def _finish(self, message: RecordingMessage, outcome: RecordingOutcome) -> None:
-        self.progress.record_recording(message.responseId, outcome)
+        if not self.progress.record_recording(message.responseId, outcome):
+            # Recorded before: by a twin delivery (nothing to do), or FAILED by the dead-letter
+            # step while this delivery was still running (the copy is good: record it as done).
+            self.progress.upgrade_failed(message.responseId, outcome)
         self.progress.maybe_complete(message.responseId)
 
     def _failed(self, message: RecordingMessage, reason: str) -> None:
