@@ -159,7 +159,8 @@ class Progress:
             f"[{self.elapsed:6.1f}s] jobs: {jobs} | windows {self.windows} | cdr rows {self.cdr_rows} | "
             f"recordings {self.recordings_done}/{self.recordings_total}"
             + (f" ({self.recordings_failed} failed)" if self.recordings_failed else "")
-            + f" | s3 {self.s3_objects} objects {human_size(self.s3_bytes)} | queued {queued}"
+            + (f" | s3 {self.s3_objects} objects {human_size(self.s3_bytes)}" if self.s3_objects else "")
+            + f" | queued {queued}"
             + (f" | DLQ {dead}" if dead else "")
         )
 
@@ -645,6 +646,13 @@ class LocalStack:
         write_ready(path, {"after_records": int(after_records), "queue": queue})
         return fired
 
+    def set_poison(self, match: str, queue: str = "RecordingQueue") -> None:
+        """Make every delivery of ``queue``'s messages whose body contains ``match`` die before the
+        handler sees it (see worker.py ``Poison``), as a timeout or running out of memory would."""
+        from local.stack.procs import write_ready
+
+        write_ready(self.run_dir / "control" / f"poison-{queue}.json", {"match": match, "queue": queue})
+
     def pause_schedule(self, paused: bool = True) -> None:
         flag = self.run_dir / "control" / "schedule.paused"
         if paused:
@@ -663,6 +671,71 @@ class LocalStack:
         for page in paginator.paginate(TableName=self.names.jobs_table):
             items.extend({k: deserializer.deserialize(v) for k, v in item.items()} for item in page["Items"])
         return items
+
+    def diagnose(self) -> Path:
+        """Write what a failed run needs to be understood into ``run_dir/state`` (moto's state dies
+        with the stack): every jobs-table item, the queues' depths, and each recording the truth
+        lists for an unfinished job that has no outcome (no REC item), with the message ids,
+        receive counts and messages of the log lines that name its call. Returns the directory."""
+        out = self.run_dir / "state"
+        out.mkdir(parents=True, exist_ok=True)
+        items = self.scan_jobs_table()
+        with open(out / "jobs-table.jsonl", "w", encoding="utf-8") as handle:
+            for item in items:
+                handle.write(json.dumps(item, default=str) + "\n")
+        (out / "queues.json").write_text(json.dumps(self.queue_depths(), indent=1), encoding="utf-8")
+        pending = self.recordings_without_outcome(items)
+        (out / "pending-recordings.json").write_text(json.dumps(pending, indent=1), encoding="utf-8")
+        return out
+
+    def recordings_without_outcome(self, items: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+        """Recordings of unfinished jobs (truth for the job's window) that have no REC item, each
+        with what the workers' logs say about its call (message id, receive count, message)."""
+        items = self.scan_jobs_table() if items is None else items
+        recorded = {(str(i["pk"]), str(i["sk"])) for i in items if str(i.get("sk", "")).startswith("REC#")}
+        pending: list[dict[str, Any]] = []
+        for job in items:
+            if job.get("sk") != "JOB" or job.get("job_status") not in IN_FLIGHT or not job.get("begin_time"):
+                continue
+            tenant = str(job.get("tenant") or "_all")
+            fmt = "%Y-%m-%d %H:%M:%S"
+            truth = self.sim.truth(
+                None if tenant == "_all" else tenant,
+                datetime.strptime(str(job["begin_time"]), fmt),
+                datetime.strptime(str(job["end_time"]), fmt),
+            )
+            for rec in truth.recordings:
+                stem = rec.file_name.replace("\\", "/").rsplit("/", 1)[-1].rsplit(".", 1)[0]
+                if (str(job["pk"]), f"REC#{rec.call_id}#{stem}") not in recorded:
+                    pending.append(
+                        {
+                            "response_id": job.get("response_id"),
+                            "job_status": job.get("job_status"),
+                            "call_id": rec.call_id,
+                            "file_name": rec.file_name,
+                        }
+                    )
+        wanted = {p["call_id"]: p for p in pending}
+        for path in sorted((self.run_dir / "logs").glob("*.log")) if wanted else []:
+            with open(path, encoding="utf-8", errors="replace") as handle:
+                for line in handle:
+                    if '"call_id"' not in line:
+                        continue
+                    try:
+                        record = json.loads(line)
+                    except ValueError:
+                        continue
+                    entry = wanted.get(str(record.get("call_id"))) if isinstance(record, dict) else None
+                    if entry is not None:
+                        entry.setdefault("log", []).append(
+                            {
+                                k: record.get(k)
+                                for k in ("timestamp", "message", "message_id", "receive_count", "error", "reason")
+                                if record.get(k) is not None
+                            }
+                            | {"file": path.name}
+                        )
+        return pending
 
     def list_objects(self, prefix: str = "") -> Iterator[dict[str, Any]]:
         paginator = self.client("s3").get_paginator("list_objects_v2")
@@ -687,11 +760,42 @@ class LocalStack:
             out[lid] = (visible, int(attrs["ApproximateNumberOfMessagesNotVisible"]))
         return out
 
-    def progress(self, with_s3: bool | None = True) -> Progress:
-        items = self.scan_jobs_table()
+    def _query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        from boto3.dynamodb.types import TypeDeserializer
+
+        deserializer = TypeDeserializer()
+        paginator = self.client("dynamodb").get_paginator("query")
+        for page in paginator.paginate(TableName=self.names.jobs_table, **kwargs):
+            for item in page["Items"]:
+                yield {k: deserializer.deserialize(v) for k, v in item.items()}
+
+    def windows_and_jobs(self) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+        """Window items (one key query per tenant) and job items (the ``by-status`` index, one
+        query per status): what progress needs without scanning the table, whose REC items
+        outnumber jobs a thousand to one in a big run (moto walks and serialises every one)."""
+        windows: list[dict[str, Any]] = []
+        for tenant in [*self.tenants, "_all"]:
+            windows.extend(
+                self._query(
+                    KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": {"S": f"WINDOW#{tenant}"}}
+                )
+            )
+        jobs: dict[str, dict[str, Any]] = {}
+        for status in sorted(TERMINAL | IN_FLIGHT):
+            for item in self._query(
+                IndexName="by-status",
+                KeyConditionExpression="job_status = :s",
+                ExpressionAttributeValues={":s": {"S": status}},
+            ):
+                if item.get("sk") == "JOB" and str(item.get("pk", "")).startswith("JOB#"):
+                    jobs[str(item["response_id"])] = item
+        return windows, jobs
+
+    def progress(self, with_s3: bool | None = False) -> Progress:
+        """Where the run stands. ``with_s3`` also counts the bucket's objects (a full listing: only
+        for a final report; ``None`` = every 3rd call)."""
+        windows, jobs = self.windows_and_jobs()
         p = Progress(elapsed=time.monotonic() - self.started_at)
-        jobs = {i["response_id"]: i for i in items if i.get("sk") == "JOB" and str(i.get("pk", "")).startswith("JOB#")}
-        windows = [i for i in items if str(i.get("pk", "")).startswith("WINDOW#")]
         p.windows = len(windows)
         for job in jobs.values():
             p.jobs[str(job.get("job_status"))] += 1
@@ -701,7 +805,7 @@ class LocalStack:
                 p.recordings_total += int(job.get("recordings_total") or 0)
                 p.recordings_done += int(job.get("recordings_done") or 0)
                 p.recordings_failed += int(job.get("recordings_failed") or 0)
-        if with_s3 is None:  # listing the bucket costs moto more than the rest: every 3rd poll
+        if with_s3 is None:
             self._polls += 1
             with_s3 = self._polls % 3 == 1
         if with_s3:
@@ -749,13 +853,18 @@ class LocalStack:
         return pending
 
     def run_until_complete(
-        self, timeout: float = 300.0, on_progress: Callable[[Progress], None] | None = None, interval: float = 1.0
+        self,
+        timeout: float = 300.0,
+        on_progress: Callable[[Progress], None] | None = None,
+        interval: float = 1.0,
+        with_s3: bool | None = None,
     ) -> Progress:
-        """Poll until complete (twice in a row, ``interval`` apart) or ``timeout`` seconds passed."""
+        """Poll until complete (twice in a row, ``interval`` apart) or ``timeout`` seconds passed.
+        ``with_s3`` as in :meth:`progress` (default: count the bucket on every 3rd poll)."""
         deadline = time.monotonic() + timeout
         streak = 0
         while True:
-            progress = self.progress(with_s3=None)
+            progress = self.progress(with_s3=with_s3)
             if on_progress is not None:
                 on_progress(progress)
             streak = streak + 1 if progress.complete else 0

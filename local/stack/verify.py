@@ -9,7 +9,8 @@ Checked:
   ``account_id`` / ``call_begin`` prescribes, in a file named after a job of this stack;
 * every recording at its exact key, size and sha256 from the object metadata *and* from the
   bytes; a JSON sidecar next to it; no recording the truth does not know;
-* a manifest per completed job, the raw bill per completed job;
+* a manifest per completed job, the raw bill per completed job; every recording the truth lists
+  named in a manifest, as copied (by key) or failed (by call and file name);
 * every window's current job COMPLETED; DLQs empty; nothing under ``_staging/``; no in-progress
   multipart uploads.
 """
@@ -238,6 +239,8 @@ def verify(stack: Any) -> Verdict:
     # ---------------------------------------------------------------- manifests, raw bills
     manifests = 0
     sample = None
+    copied: set[str] = set()  # recording keys the manifests list as copied
+    failed: set[tuple[str, str]] = set()  # (call_id, file_name) the manifests list as failed
     for rid in current:
         key = f"manifests/{rid}.json"
         if key not in keys:
@@ -251,7 +254,23 @@ def verify(stack: Any) -> Verdict:
         manifests += 1
         if sample is None or (isinstance(data, dict) and _manifest_size(data) > _manifest_size(sample)):
             sample = data
+        if isinstance(data, dict):
+            copied.update(str(r.get("key")) for r in data.get("recordings") or [] if isinstance(r, dict))
+            failed.update(
+                (str(f.get("call_id")), str(f.get("file_name")))
+                for f in data.get("failures") or []
+                if isinstance(f, dict)
+            )
     counts["manifests"] = manifests
+    # every recording an index lists ends COPIED or FAILED in its job's manifest, never without an outcome
+    unnamed = sorted(
+        base + ".wav"
+        for base, rec in expected_recordings.items()
+        if base + ".wav" not in copied and (rec.call_id, rec.file_name) not in failed
+    )
+    if unnamed and not any(p.startswith("window ") for p in problems):
+        problems.extend(_summarise([f"recording without an outcome in any manifest: {k}" for k in unnamed], "manifest"))
+    counts["recordings_named_in_manifests"] = len(expected_recordings) - len(unnamed)
     raw_names = {k.rsplit("/", 1)[-1] for k in keys if k.startswith("raw/")}
     missing_raw = [
         rid for rid in current if jobs[rid].get("bill_file_name") and jobs[rid]["bill_file_name"] not in raw_names

@@ -21,7 +21,7 @@ Crash injection (``--crash-file``, written by ``LocalStack.set_worker_crash``): 
 claim the file lets ``after_records`` records through to the handler, then, in the batch that
 crosses that count, invokes the handler with only the records up to it and raises instead of
 returning, so the records handled just before the "crash" come back with the rest of the batch.
-The handler code is not changed.
+The handler code is not changed. Poisoned records (``Poison``) die on every delivery.
 
 A timed-out invocation ends the process after reporting, like a Lambda sandbox being reset; the
 stack starts a fresh worker.
@@ -85,6 +85,27 @@ class CrashSwitch:
         write_ready(fired, report)
         Path(self.armed["claimed"]).unlink(missing_ok=True)
         self.armed = None
+
+
+class Poison:
+    """Deliveries that always die (``--crash-file``'s sibling ``poison-{queue}.json``, written by
+    ``LocalStack.set_poison``): a record whose body contains the file's ``match`` text is never
+    handed to the handler; its delivery "crashes" (as a timeout or running out of memory would end
+    it) while the batch's other records are handled normally. The ESM leaves it on the queue, so
+    SQS moves it to the DLQ after ``maxReceiveCount`` deliveries."""
+
+    def __init__(self, crash_file: str | None) -> None:
+        self.path = (
+            Path(crash_file).with_name(Path(crash_file).name.replace("crash-", "poison-", 1)) if crash_file else None
+        )
+
+    def split(self, records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """``(healthy, poisoned)`` records."""
+        if self.path is None or not self.path.exists():
+            return records, []
+        match = str(json.loads(self.path.read_text(encoding="utf-8"))["match"])
+        poisoned = [r for r in records if match in r["body"]]
+        return [r for r in records if match not in r["body"]], poisoned
 
 
 # How long a message being handled stays invisible per heartbeat. The queues' (local) visibility
@@ -171,6 +192,7 @@ def run_sqs(args: argparse.Namespace, runtime: Any, sqs: Any) -> None:
     from local.stack.runtime import log_line
 
     crash = CrashSwitch(args.crash_file, args.name)
+    poison = Poison(args.crash_file)
     visibility = int(
         sqs.get_queue_attributes(QueueUrl=args.queue_url, AttributeNames=["VisibilityTimeout"])["Attributes"][
             "VisibilityTimeout"
@@ -208,9 +230,13 @@ def run_sqs(args: argparse.Namespace, runtime: Any, sqs: Any) -> None:
                 heartbeat.add([m["ReceiptHandle"] for m in more])
                 messages.extend(more)
         event = sqs_event(messages, args.queue_arn)
-        ids = [r["messageId"] for r in event["Records"]]
-        handed = crash.split(len(messages))
-        if handed is None:
+        healthy, poisoned = poison.split(event["Records"])
+        event["Records"] = healthy
+        ids = [r["messageId"] for r in healthy]
+        handed = crash.split(len(healthy))
+        if not healthy:
+            invocation = _crashed(runtime, 0, len(poisoned))
+        elif handed is None:
             invocation = runtime.invoke(event)
         else:
             if handed:
@@ -219,6 +245,10 @@ def run_sqs(args: argparse.Namespace, runtime: Any, sqs: Any) -> None:
             crash.fired(handed, len(messages))
         heartbeat.stop()
         failed, outcome = _failed_ids(invocation, ids, args.report_failures)
+        if poisoned:
+            failed |= {r["messageId"] for r in poisoned}
+            ids += [r["messageId"] for r in poisoned]
+            outcome += f" + {len(poisoned)} poisoned"
         done = [m for m in messages if m["MessageId"] not in failed]
         heartbeat.release([m["ReceiptHandle"] for m in messages if m["MessageId"] in failed])
         for start in range(0, len(done), 10):

@@ -147,3 +147,37 @@ def test_backfill_over_four_days_is_split_at_three_days_and_requested_once(run_s
         assert datetime.strptime(e, FMT) - datetime.strptime(b, FMT) <= timedelta(days=3)
     assert verdict.counts["windows"] == 2
     assert verdict.counts["cdr_rows"]["expected"] > 0
+
+
+def test_recording_whose_every_delivery_dies_ends_failed_in_its_manifest(run_stack):
+    """Issue 15's reproduction: a recording whose deliveries all die outside the copier (killed
+    like a timeout or running out of memory would kill them) once left no REC item: SQS moved its
+    message to the RecordingDLQ and the job stayed DOWNLOADING, the recording named in no manifest.
+    Now the dead-letter step gives it an outcome: FAILED with the reason, listed in the completed
+    job's manifest, counted in RecordingsFailed (alarmed), and the RecordingDLQ drained."""
+    stack = run_stack(StackConfig(tenants=1, calls=40, max_concurrency=2))
+    victim = next(c for c in stack.sim.calls(stack.tenants[0], stack.base_date) if len(c.recordings) == 1)
+    stack.set_poison(f'"{victim.call_id}"')
+    progress = stack.run_until_complete(240)
+    assert progress.complete, f"not complete after 240s: {progress.pending[:5]}"
+    stack.pause_schedule()
+
+    verdict = stack.verify()
+    (recording,) = victim.recordings
+    missing = {p for p in verdict.problems if p.startswith("recording missing: ") and victim.call_id in p}
+    assert len(missing) == 1, verdict.problems
+    assert [p for p in verdict.problems if p not in missing] == []
+    assert verdict.counts["recordings_named_in_manifests"] == verdict.counts["recordings"]["expected"]
+    assert verdict.counts["recordings"]["verified"] == verdict.counts["recordings"]["expected"] - 1
+    assert verdict.counts["dlq_messages"] == 0 and set(verdict.counts["jobs"]) == {"COMPLETED"}
+
+    s3 = stack.client("s3")
+    failures = []
+    for job in (i for i in stack.scan_jobs_table() if i.get("sk") == "JOB"):
+        body = s3.get_object(Bucket=stack.names.bucket, Key=f"manifests/{job['response_id']}.json")["Body"]
+        failures += json.loads(body.read())["failures"]
+    assert [(f["call_id"], f["file_name"]) for f in failures] == [(victim.call_id, recording.file_name)]
+    assert failures[0]["reason"].startswith("gave up: SQS moved the message to the RecordingDLQ after 5 deliveries")
+    metrics = stack.metrics()
+    assert metrics["RecordingsFailed"] == 1 and metrics["RecordingDeadLettersSettled"] == 1
+    assert not metrics.get("JobsFailed")
