@@ -556,6 +556,8 @@ class LocalStack:
                     str(mapping.batching_window),
                     "--crash-file",
                     str(crash_file),
+                    "--poison-file",
+                    str(crash_file.with_name(f"poison-{mapping.queue}.json")),
                 ]
                 if mapping.report_batch_item_failures:
                     args.append("--report-failures")

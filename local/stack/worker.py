@@ -88,16 +88,14 @@ class CrashSwitch:
 
 
 class Poison:
-    """Deliveries that always die (``--crash-file``'s sibling ``poison-{queue}.json``, written by
-    ``LocalStack.set_poison``): a record whose body contains the file's ``match`` text is never
-    handed to the handler; its delivery "crashes" (as a timeout or running out of memory would end
-    it) while the batch's other records are handled normally. The ESM leaves it on the queue, so
-    SQS moves it to the DLQ after ``maxReceiveCount`` deliveries."""
+    """Deliveries that always die (``--poison-file``, written by ``LocalStack.set_poison``): a
+    record whose body contains the file's ``match`` text is never handed to the handler; its
+    delivery "crashes" (as a timeout or running out of memory would end it) while the batch's
+    other records are handled normally. The ESM leaves it on the queue, so SQS moves it to the DLQ
+    after ``maxReceiveCount`` deliveries."""
 
-    def __init__(self, crash_file: str | None) -> None:
-        self.path = (
-            Path(crash_file).with_name(Path(crash_file).name.replace("crash-", "poison-", 1)) if crash_file else None
-        )
+    def __init__(self, path: str | None) -> None:
+        self.path = Path(path) if path else None
 
     def split(self, records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """``(healthy, poisoned)`` records."""
@@ -192,7 +190,7 @@ def run_sqs(args: argparse.Namespace, runtime: Any, sqs: Any) -> None:
     from local.stack.runtime import log_line
 
     crash = CrashSwitch(args.crash_file, args.name)
-    poison = Poison(args.crash_file)
+    poison = Poison(args.poison_file)
     visibility = int(
         sqs.get_queue_attributes(QueueUrl=args.queue_url, AttributeNames=["VisibilityTimeout"])["Attributes"][
             "VisibilityTimeout"
@@ -325,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batching-window", type=float, default=0.0)
     p.add_argument("--report-failures", action="store_true")
     p.add_argument("--crash-file")
+    p.add_argument("--poison-file")
     p.add_argument("--schedule-interval", type=float)
     p.add_argument("--rule-arn", default="")
     p.add_argument("--payload")

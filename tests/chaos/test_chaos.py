@@ -14,17 +14,23 @@ Result, checked against the simulator's ground truth (``LocalStack.verify``) and
 * 0 duplicated: row multisets equal, one S3 version per recording, one REC item per recording;
 * 0 partial objects: every recording sha256-identical (bytes and metadata), nothing under
   ``_staging/``, no multipart upload in progress;
-* never silent: every recording that could not be exported is a FAILED REC item listed in its
-  job's manifest with its reason and counted in the alarmed metric ``RecordingsFailed``: the
-  deliberate ones (0300012 everywhere) and any whose five deliveries all met a fault (~1e-5 each
-  at these rates; its message is then in the RecordingDLQ, alarmed too); no job or window FAILED;
+* never silent: every recording the indexes list ends COPIED or FAILED in its job's manifest and
+  every job leaves DOWNLOADING; a recording that could not be exported is a FAILED REC item listed
+  with its reason and counted in the alarmed metric ``RecordingsFailed``: the deliberate ones
+  (0300012 everywhere) and any whose five deliveries all met a fault (~1e-5 each at these rates;
+  recorded by its last delivery, or by the dead-letter step when a delivery died outside the
+  copier); the RecordingDLQ ends empty (settled); no job or window FAILED;
 * the faults really happened (simulator counters, forced once each so that a small run has them
   all), and no worker log line carries the sk, an ``auth-v2`` value or a pre-signed URL's query.
 
 Test set-up worth knowing: ``MaxAttempts`` is 5 (a tenth of callbacks lost is far beyond CC-FS's
 real behaviour). This run is what showed that moto's DynamoDB transactions are not atomic under
 concurrency (a job stuck DOWNLOADING, its increment undone): ``local/stack/motoserver.py`` now
-serves DynamoDB one request at a time. The counts are printed (``pytest -rP`` / ``make chaos``).
+serves DynamoDB one request at a time; and that moto's SQS is not atomic either (a message handed
+to two pollers at once; a message sent while two deletes rebuilt the queue dropped: recordings
+with no outcome, issue 15): SQS is served one request at a time too. The counts are printed
+(``pytest -rP`` / ``make chaos``); a failed run keeps its run directory with moto's state and the
+recordings without an outcome (``keep_for_diagnosis``) and prints where it is.
 """
 
 from __future__ import annotations
