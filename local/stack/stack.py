@@ -34,7 +34,7 @@ from local.stack.verify import coverage_gap
 
 __all__ = ["LocalStack", "Progress", "StackConfig", "StackNames"]
 
-TERMINAL = frozenset({"COMPLETED", "FAILED", "SUPERSEDED", "UNSOLICITED"})
+TERMINAL = frozenset({"COMPLETED", "PARTIAL", "FAILED", "SUPERSEDED", "UNSOLICITED"})
 IN_FLIGHT = frozenset({"CLAIMED", "REQUESTED", "READY", "DOWNLOADING"})
 FAKE_CREDENTIALS = {
     # moto's fake credentials, not secrets
@@ -801,7 +801,7 @@ class LocalStack:
         p.windows = len(windows)
         for job in jobs.values():
             p.jobs[str(job.get("job_status"))] += 1
-            if job.get("job_status") in ("COMPLETED", "DOWNLOADING", "READY"):
+            if job.get("job_status") in ("COMPLETED", "PARTIAL", "DOWNLOADING", "READY"):
                 p.cdr_rows += int(job.get("cdr_rows") or 0)
                 p.index_rows += int(job.get("index_rows") or 0)
                 p.recordings_total += int(job.get("recordings_total") or 0)

@@ -11,7 +11,8 @@ Checked:
   bytes; a JSON sidecar next to it; no recording the truth does not know;
 * a manifest per completed job, the raw bill per completed job; every recording the truth lists
   named in a manifest, as copied (by key) or failed (by call and file name);
-* every window's current job COMPLETED; DLQs empty; nothing under ``_staging/``; no in-progress
+* every window's current job COMPLETED (or PARTIAL: its failures are named in its manifest and
+  reported by the caller from the REC items); DLQs empty; nothing under ``_staging/``; no in-progress
   multipart uploads.
 """
 
@@ -101,7 +102,7 @@ def verify(stack: Any) -> Verdict:
     windows = [i for i in items if str(i.get("pk", "")).startswith("WINDOW#")]
     counts["windows"] = len(windows)
     counts["jobs"] = dict(Counter(str(j.get("job_status")) for j in jobs.values()))
-    current: dict[str, tuple[str, str, str]] = {}  # response id -> (tenant, begin, end), COMPLETED
+    current: dict[str, tuple[str, str, str]] = {}  # response id -> (tenant, begin, end), COMPLETED/PARTIAL
     exported: dict[str, tuple[str, str, str]] = {}  # every window's current job (truth is summed over these)
     for w in windows:
         tenant = str(w["pk"])[len("WINDOW#") :]
@@ -112,7 +113,7 @@ def verify(stack: Any) -> Verdict:
         status = None if job is None else job.get("job_status")
         if job is not None:
             exported[rid] = (tenant, begin, end)
-        if status == "COMPLETED":
+        if status in ("COMPLETED", "PARTIAL"):
             current[rid] = (tenant, begin, end)
         elif in_scope or status in ("FAILED", None):
             detail = ""

@@ -258,7 +258,7 @@ def run_chaos(stack: LocalStack) -> None:
     faults = ("errors_injected", "resets_injected", "throttles_injected", "callbacks_duplicated", "callbacks_lost")
     faults += ("callbacks_bad_signature", "expired_urls_issued", "obs_403_expired", "not_found_injected")
     print("  CC-FS faults: " + ", ".join(f"{k}={counters.get(k, 0)}" for k in faults))
-    shown = ("JobsCompleted", "JobsReRequested", "JobsFailed", "CallbacksAccepted", "CallbackDuplicate")
+    shown = ("JobsCompleted", "JobsPartial", "JobsReRequested", "JobsFailed", "CallbacksAccepted", "CallbackDuplicate")
     shown += ("CallbackSignatureRejected", "RecordingsCopied", "RecordingsSkipped", "RecordingsFailed")
     shown += ("UrlRefreshes", "RecordingFallbacks", "CcfsErrors", "BadRows")
     print("  metrics: " + ", ".join(f"{k}={metrics.get(k, 0):g}" for k in shown))
@@ -274,7 +274,7 @@ def run_chaos(stack: LocalStack) -> None:
         if int(job.get("recordings_failed") or 0):
             body = s3.get_object(Bucket=stack.names.bucket, Key=f"manifests/{job['response_id']}.json")["Body"]
             manifest = json.loads(body.read())
-            assert manifest["status"] == "COMPLETED"
+            assert manifest["status"] == job["job_status"] == "PARTIAL"  # never a plain COMPLETED
             assert manifest["counts"]["recordings_failed"] == len(manifest["failures"])
             listed.update({f["file_name"]: f["reason"] for f in manifest["failures"]})
     deliberate = {r.file_name for r in unrecoverable.values()}
@@ -307,7 +307,10 @@ def run_chaos(stack: LocalStack) -> None:
     assert versions and max(versions.values()) == 1, versions.most_common(3)
     assert len(recs) == len({(i["pk"], i["sk"]) for i in recs}) == expected_recordings
     assert not metrics.get("JobsFailed")
-    assert {j["job_status"] for j in jobs} <= {"COMPLETED", "SUPERSEDED", "UNSOLICITED"}
+    assert {j["job_status"] for j in jobs} <= {"COMPLETED", "PARTIAL", "SUPERSEDED", "UNSOLICITED"}
+    partial = [j for j in jobs if j["job_status"] == "PARTIAL"]
+    assert all(int(j.get("recordings_failed") or 0) for j in partial)  # PARTIAL exactly when something failed
+    assert metrics.get("JobsPartial", 0) == len(partial) > 0  # counted, alarmed (JobsPartialAlarm)
 
     # ---------------------------------------------------------------- the chaos happened
     assert "restart" in events, "CC-FS was never restarted"

@@ -169,7 +169,8 @@ def test_recording_whose_every_delivery_dies_ends_failed_in_its_manifest(run_sta
     assert [p for p in verdict.problems if p not in missing] == []
     assert verdict.counts["recordings_named_in_manifests"] == verdict.counts["recordings"]["expected"]
     assert verdict.counts["recordings"]["verified"] == verdict.counts["recordings"]["expected"] - 1
-    assert verdict.counts["dlq_messages"] == 0 and set(verdict.counts["jobs"]) == {"COMPLETED"}
+    assert verdict.counts["dlq_messages"] == 0
+    assert verdict.counts["jobs"]["PARTIAL"] == 1 and set(verdict.counts["jobs"]) == {"COMPLETED", "PARTIAL"}
 
     s3 = stack.client("s3")
     failures = []
@@ -180,4 +181,5 @@ def test_recording_whose_every_delivery_dies_ends_failed_in_its_manifest(run_sta
     assert failures[0]["reason"].startswith("gave up: SQS moved the message to the RecordingDLQ after 5 deliveries")
     metrics = stack.metrics()
     assert metrics["RecordingsFailed"] == 1 and metrics["RecordingDeadLettersSettled"] == 1
+    assert metrics["JobsPartial"] == 1  # the job reads PARTIAL, not COMPLETED (alarmed)
     assert not metrics.get("JobsFailed")

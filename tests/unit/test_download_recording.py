@@ -338,7 +338,7 @@ def test_not_found_anywhere_is_a_permanent_failure(aws, fake, handler, lambda_co
     assert handler.lambda_handler(rec_event(aws, [body]), lambda_context) == {"batchItemFailures": []}
     rec = progress(aws).get_recording(RID, CALL, stem_of(body))
     assert rec is not None and rec["status"] == "FAILED" and "0300012" in rec["error"]
-    assert job(aws)["recordings_failed"] == 1 and job(aws)["job_status"] == "COMPLETED"
+    assert job(aws)["recordings_failed"] == 1 and job(aws)["job_status"] == "PARTIAL"
     doc = json.loads(read(aws, f"manifests/{RID}.json"))
     assert doc["failures"] == [{"call_id": CALL, "file_name": body["fileName"], "reason": rec["error"]}]
     assert emitted(capsys)["RecordingsFailed"] == 1
@@ -423,7 +423,7 @@ def test_last_receive_records_the_failure_then_raises(aws, fake, handler, lambda
         handler.lambda_handler(rec_event(aws, [body], receive_count=5), lambda_context)
     rec = progress(aws).get_recording(RID, CALL, stem_of(body))
     assert rec is not None and rec["status"] == "FAILED" and "HTTP 503" in rec["error"]
-    assert job(aws)["recordings_failed"] == 1 and job(aws)["job_status"] == "COMPLETED"
+    assert job(aws)["recordings_failed"] == 1 and job(aws)["job_status"] == "PARTIAL"
     assert json.loads(read(aws, f"manifests/{RID}.json"))["failures"][0]["call_id"] == CALL
 
 
@@ -513,12 +513,12 @@ def test_dead_letter_without_outcome_is_failed_listed_and_completes_the_job(aws,
     assert rec["error"].startswith("gave up: SQS moved the message to the RecordingDLQ after 5 deliveries")
     assert event["Records"][0]["messageId"] in rec["error"]
     final = job(aws)
-    assert (final["recordings_done"], final["recordings_failed"], final["job_status"]) == (1, 1, "COMPLETED")
+    assert (final["recordings_done"], final["recordings_failed"], final["job_status"]) == (1, 1, "PARTIAL")
     doc = json.loads(read(aws, f"manifests/{RID}.json"))
     assert [f["file_name"] for f in doc["failures"]] == [dead["fileName"]]
     assert [r["file_name"] for r in doc["recordings"]] == [done["fileName"]]
     metrics = emitted(capsys)
-    assert metrics["RecordingsFailed"] == 1 and metrics["JobsCompleted"] == 1
+    assert metrics["RecordingsFailed"] == 1 and metrics["JobsPartial"] == 1 and "JobsCompleted" not in metrics
 
 
 def test_dead_letter_of_a_recorded_recording_is_not_a_failure(aws, fake, handler, lambda_context, capsys):
@@ -544,7 +544,7 @@ def test_copy_finishing_after_its_dead_letter_was_settled_turns_failed_into_done
     body = FILE_BODIES[0]
     data = fake.add(body, wav("a"))
     assert handler.lambda_handler(dead_event(aws, [body]), lambda_context) == {"batchItemFailures": []}
-    assert job(aws)["job_status"] == "COMPLETED"
+    assert job(aws)["job_status"] == "PARTIAL"
     assert len(json.loads(read(aws, f"manifests/{RID}.json"))["failures"]) == 1
 
     copier = recordings.RecordingCopier(

@@ -443,7 +443,7 @@ def test_every_failure_that_cannot_be_recovered_is_in_the_manifest_and_alarmed(
         with pytest.raises(BatchProcessingError):
             download.lambda_handler(recs_t.rec_event(aws, bodies[2:], receive_count=receive), lambda_context)
     final = recs_t.job(aws)
-    assert (final["recordings_failed"], final["job_status"]) == (3, "COMPLETED")
+    assert (final["recordings_failed"], final["job_status"]) == (3, "PARTIAL")
     doc = json.loads(s3().get_object(Bucket=aws.bucket, Key=MANIFEST_KEY)["Body"].read())
     reasons = {f["call_id"]: f["reason"] for f in doc["failures"]}
     assert set(reasons) == {"1530497000-400", "1530497000-401", "1530497000-402"}

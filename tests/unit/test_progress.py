@@ -14,6 +14,7 @@ from exporter import aws as exporter_aws
 from exporter.aws import metrics
 from exporter.keys import JobStatus
 from exporter.progress import BILL_PROCESSED, JobMissing, Progress, RecordingOutcome
+from tests.conftest import emf_totals
 
 RID = "9239cb50a8384bb0ab503441bf089446"
 
@@ -108,11 +109,11 @@ def test_completion_writes_the_final_manifest_once(aws, progress):
     assert progress.maybe_complete(RID) is False  # 1 of 2
     progress.record_recording(RID, RecordingOutcome("c-2", "s2", "/r/s2.wav", "FAILED", error="redirect refused"))
     assert progress.maybe_complete(RID) is True
-    assert progress.maybe_complete(RID) is False  # already COMPLETED: nothing twice
+    assert progress.maybe_complete(RID) is False  # already completed: nothing twice
     job = progress.get_job(RID)
-    assert job["job_status"] == "COMPLETED" and "completed_at" in job
+    assert job["job_status"] == "PARTIAL" and "completed_at" in job  # a recording failed: never COMPLETED
     doc = manifest(aws)
-    assert doc["status"] == "COMPLETED"
+    assert doc["status"] == "PARTIAL"
     assert doc["counts"]["recordings_done"] == 1 and doc["counts"]["recordings_failed"] == 1
     assert doc["cdr"] == [{"key": "cdr/x.csv", "rows": 3}]
     assert doc["bad_rows"] == [{"file": "e_call_1.csv", "line": 4, "reason": "bad"}]
@@ -128,6 +129,27 @@ def test_completion_writes_the_final_manifest_once(aws, progress):
         }
     ]
     assert doc["failures"] == [{"call_id": "c-2", "file_name": "/r/s2.wav", "reason": "redirect refused"}]
+
+
+@pytest.mark.parametrize(
+    ("extra", "failed", "status"),
+    [
+        ({}, False, "COMPLETED"),
+        ({}, True, "PARTIAL"),
+        ({"unexpected_entries": ["readme.txt"]}, False, "PARTIAL"),
+        ({"empty_entries": ["x_call_1.csv"]}, False, "PARTIAL"),
+    ],
+)
+def test_a_job_with_anything_missing_completes_partial_and_is_counted(aws, progress, capsys, extra, failed, status):
+    seed_job(aws, recordings_total=1, **extra, **{BILL_PROCESSED: "2018-07-02T02:00:00Z"})
+    outcome = RecordingOutcome("c-1", "s1", "/r/s1.wav", "FAILED", error="gone") if failed else done("c-1", "s1", 4)
+    progress.record_recording(RID, outcome)
+    capsys.readouterr()
+    assert progress.maybe_complete(RID) is True
+    assert progress.get_job(RID)["job_status"] == manifest(aws)["status"] == status
+    metrics.flush_metrics()
+    counted = emf_totals(capsys.readouterr().out)
+    assert counted == ({"JobsCompleted": 1} if status == "COMPLETED" else {"JobsPartial": 1})
 
 
 def test_fail_job_only_from_downloading(aws, progress):

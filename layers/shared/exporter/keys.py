@@ -27,6 +27,7 @@ class JobStatus(StrEnum):
     READY = "READY"
     DOWNLOADING = "DOWNLOADING"
     COMPLETED = "COMPLETED"
+    PARTIAL = "PARTIAL"  # completed, but recordings failed or bill entries were unusable: alarmed, listable
     FAILED = "FAILED"
     SUPERSEDED = "SUPERSEDED"
     UNSOLICITED = "UNSOLICITED"

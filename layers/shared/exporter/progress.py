@@ -7,7 +7,8 @@ nothing:
 - bill results (row counts, ``recordings_total``, keys) set while ``DOWNLOADING``;
 - one recording counted once: transaction {put ``REC#{call_id}#{stem}`` if absent, ADD
   ``recordings_done`` or ``recordings_failed``};
-- ``DOWNLOADING → COMPLETED`` by whichever worker sees ``done + failed >= total``;
+- ``DOWNLOADING → COMPLETED`` (or ``PARTIAL``: recordings failed, bill entries unusable) by
+  whichever worker sees ``done + failed >= total``;
 - ``DOWNLOADING → FAILED`` when the bill itself is unusable.
 
 The manifest ``manifests/{responseId}.json`` is written by the bill step (status ``DOWNLOADING``,
@@ -37,11 +38,13 @@ from exporter.aws import logger, metrics
 from exporter.keys import JobStatus, job_key, recording_sk, utc_now_iso
 
 __all__ = [
+    "BILL_PROBLEMS",
     "BILL_PROCESSED",
     "COUNTERS",
     "JobMissing",
     "Progress",
     "RecordingOutcome",
+    "outcome_of",
 ]
 
 BILL_PROCESSED = "bill_processed_at"
@@ -55,6 +58,18 @@ _de = TypeDeserializer()
 
 class JobMissing(RuntimeError):
     """A message names a responseId the jobs table does not know (or no longer knows)."""
+
+
+BILL_PROBLEMS = ("unexpected_entries", "empty_entries")
+"""Job attributes listing bill entries that yielded nothing: a job with any is ``PARTIAL``."""
+
+
+def outcome_of(job: Mapping[str, Any]) -> JobStatus:
+    """``COMPLETED`` when everything listed was exported; ``PARTIAL`` when a recording failed or a
+    bill entry could not be used. Never a plain COMPLETED over missing data (docs/design.md)."""
+    if int(job.get("recordings_failed", 0)) > 0 or any(job.get(name) for name in BILL_PROBLEMS):
+        return JobStatus.PARTIAL
+    return JobStatus.COMPLETED
 
 
 def _plain(value: Any) -> Any:
@@ -291,8 +306,12 @@ class Progress:
                 return False
             raise
         job = self.get_job(response_id)
-        if job and job.get("job_status") == JobStatus.COMPLETED:
-            self.write_final_manifest(job, JobStatus.COMPLETED)  # the manifest named it a failure
+        if job and job.get("job_status") in (JobStatus.COMPLETED, JobStatus.PARTIAL):
+            # The manifest named it a failure; the job may now be whole.
+            final = outcome_of(job)
+            self.write_final_manifest(job, final)
+            if final != job.get("job_status"):
+                self._set_status(response_id, final, JobStatus(str(job["job_status"])))
         logger.info("recording recorded FAILED was copied after all", extra={"response_id": response_id})
         return True
 
@@ -316,7 +335,9 @@ class Progress:
 
     def maybe_complete(self, response_id: str) -> bool:
         """Complete the job when every recording is accounted for: final manifest, then
-        ``DOWNLOADING → COMPLETED``. True when this call completed it (metric JobsCompleted)."""
+        ``DOWNLOADING → COMPLETED``, or ``→ PARTIAL`` when recordings failed or bill entries were
+        unusable (:func:`outcome_of`). True when this call completed it (metric JobsCompleted or
+        JobsPartial, the latter alarmed)."""
         job = self.get_job(response_id)
         if not job or job.get("job_status") != JobStatus.DOWNLOADING or BILL_PROCESSED not in job:
             return False
@@ -324,14 +345,15 @@ class Progress:
         failed = int(job.get("recordings_failed", 0))
         if done + failed < int(job["recordings_total"]):
             return False
-        self.write_final_manifest(job, JobStatus.COMPLETED)
-        if not self._set_status(
-            response_id, JobStatus.COMPLETED, JobStatus.DOWNLOADING, {"completed_at": utc_now_iso(self.clock())}
-        ):
+        final = outcome_of(job)
+        self.write_final_manifest(job, final)
+        if not self._set_status(response_id, final, JobStatus.DOWNLOADING, {"completed_at": utc_now_iso(self.clock())}):
             return False  # a concurrent worker completed it (with the same manifest)
-        metrics.add_metric(name="JobsCompleted", unit=MetricUnit.Count, value=1)
-        logger.info(
-            "job completed",
+        metric = "JobsCompleted" if final is JobStatus.COMPLETED else "JobsPartial"
+        metrics.add_metric(name=metric, unit=MetricUnit.Count, value=1)
+        log = logger.info if final is JobStatus.COMPLETED else logger.warning
+        log(
+            "job completed" if final is JobStatus.COMPLETED else "job completed with failures",
             extra={"response_id": response_id, "recordings_done": done, "recordings_failed": failed},
         )
         return True
