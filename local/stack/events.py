@@ -164,6 +164,21 @@ def _trace_id() -> str:
     return f"Root=1-{int(time.time()):08x}-{secrets.token_hex(12)}"
 
 
+_NOT_FORWARDED = frozenset(
+    {
+        "content-length",
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+
+
 def api_gateway_event(
     *,
     method: str,
@@ -193,6 +208,9 @@ def api_gateway_event(
         ("X-Forwarded-Proto", "http"),
         ("X-Amzn-Trace-Id", _trace_id()),
     ]
+    # What API Gateway does not pass on to a REST proxy integration: the body's length (the event
+    # carries the body itself) and the hop-by-hop headers of the client's connection.
+    headers = [(n, v) for n, v in headers if n.lower() not in _NOT_FORWARDED]
     present = {name.lower() for name, _ in headers}
     if "x-forwarded-for" in present:  # API Gateway appends the caller to an existing chain
         headers = [(n, f"{v}, {source_ip}" if n.lower() == "x-forwarded-for" else v) for n, v in headers]

@@ -101,7 +101,13 @@ def test_event_shapes():
         raw_path="/v1/ccfs/callback",
         resource="/ccfs/callback",
         stage="v1",
-        headers=[("Host", "127.0.0.1:1"), ("X-Forwarded-For", "10.0.0.1")],
+        headers=[
+            ("Host", "127.0.0.1:1"),
+            ("X-Forwarded-For", "10.0.0.1"),
+            ("Content-Length", "0"),
+            ("Connection", "keep-alive"),
+            ("Transfer-Encoding", "chunked"),
+        ],
         query={},
         body=b"",
         source_ip="127.0.0.1",
@@ -110,3 +116,7 @@ def test_event_shapes():
     assert api["path"] == "/ccfs/callback" and api["requestContext"]["path"] == "/v1/ccfs/callback"
     assert api["body"] is None and api["queryStringParameters"] is None
     assert api["headers"]["X-Forwarded-For"] == "10.0.0.1, 127.0.0.1"  # the caller is appended
+    # as API Gateway's REST proxy: no body length, no hop-by-hop headers, in either header map
+    dropped = {"content-length", "connection", "transfer-encoding"}
+    forwarded = {n.lower() for n in api["headers"]} | {n.lower() for n in api["multiValueHeaders"]}
+    assert not dropped & forwarded and "host" in forwarded

@@ -294,6 +294,19 @@ def test_vendor_example_event_file_after_re_signing_is_accepted(
     assert emitted_metrics(capsys.readouterr().out) == {"CallbacksAccepted": 1}
 
 
+def test_callback_as_api_gateway_delivers_it_without_content_length_is_accepted(
+    harness: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """CC-FS signs content-length; API Gateway's REST proxy event does not carry the header."""
+    harness.put_job()
+    event = make_event()
+    _set_header(event, "Content-Length", None)
+    code, body = harness.call(event)
+    assert (code, body) == (200, {"resultCode": "0", "resultDesc": "success"})
+    assert harness.bills() == [{"responseId": RID, "billFileName": NAME, "tenant": "_all"}]
+    assert emitted_metrics(capsys.readouterr().out) == {"CallbacksAccepted": 1}
+
+
 def test_the_event_file_as_shipped_is_too_old(harness: Harness) -> None:
     harness.put_job()
     assert harness.call(base_event())[0] == 401  # signed 2026-11-21T08:00:00Z, two hours before NOW

@@ -476,3 +476,20 @@ def test_changing_a_signature_digit_is_rejected(body: str, index: int, digit: st
 def test_arbitrary_authorization_values_only_raise_signature_error(authorization: str) -> None:
     with pytest.raises(SignatureError):
         check(authorization)
+
+
+def test_signed_content_length_absent_is_checked_against_the_body_received() -> None:
+    """Behind API Gateway's REST proxy the event has no Content-Length: a signature over it is
+    checked against the raw body's length, which is what the sender signed for the body it sent."""
+    authorization = sign(AK, SK, "POST", PATH, HEADERS, BODY, NOW)
+    forwarded = {k: v for k, v in HEADERS.items() if k != "Content-Length"}
+    assert verify(authorization, "POST", PATH, forwarded, BODY, secrets, now=NOW) == AK
+    # the body is still covered: another body of another length, or of the same length, fails
+    for other in ('{"a":"bcde"}', '{"a":"bce"}'):
+        with pytest.raises(SignatureError) as caught:
+            verify(authorization, "POST", PATH, forwarded, other, secrets, now=NOW)
+        assert caught.value.reason == "signature_mismatch"
+    # a Content-Length that is present must still equal the body's length
+    with pytest.raises(SignatureError) as caught:
+        verify(authorization, "POST", PATH, {**forwarded, "Content-Length": "12"}, BODY, secrets, now=NOW)
+    assert caught.value.reason == "content_length_mismatch"
