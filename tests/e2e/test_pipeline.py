@@ -182,4 +182,30 @@ def test_recording_whose_every_delivery_dies_ends_failed_in_its_manifest(run_sta
     metrics = stack.metrics()
     assert metrics["RecordingsFailed"] == 1 and metrics["RecordingDeadLettersSettled"] == 1
     assert metrics["JobsPartial"] == 1  # the job reads PARTIAL, not COMPLETED (alarmed)
+
+    # What a failed chaos run writes (keep_for_diagnosis): with the outcome taken away again, the
+    # recording is listed with the message ids and receive counts the workers logged for its call.
+    assert stack.recordings_without_outcome() == []
+    ddb = stack.client("dynamodb")
+    rid = next(i["response_id"] for i in stack.scan_jobs_table() if i.get("job_status") == "PARTIAL")
+    stem = recording.file_name.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    ddb.delete_item(
+        TableName=stack.names.jobs_table, Key={"pk": {"S": f"JOB#{rid}"}, "sk": {"S": f"REC#{victim.call_id}#{stem}"}}
+    )
+    ddb.update_item(
+        TableName=stack.names.jobs_table,
+        Key={"pk": {"S": f"JOB#{rid}"}, "sk": {"S": "JOB"}},
+        UpdateExpression="SET job_status = :d",
+        ExpressionAttributeValues={":d": {"S": "DOWNLOADING"}},
+    )
+    state = stack.diagnose()
+    (pending,) = json.loads((state / "pending-recordings.json").read_text())
+    assert (pending["response_id"], pending["call_id"], pending["file_name"]) == (
+        rid,
+        victim.call_id,
+        recording.file_name,
+    )
+    settled = [e for e in pending["log"] if e.get("message") == "recording failed"]
+    assert settled and settled[0]["message_id"] and settled[0]["receive_count"]
+    assert len((state / "jobs-table.jsonl").read_text().splitlines()) == len(stack.scan_jobs_table())
     assert not metrics.get("JobsFailed")
