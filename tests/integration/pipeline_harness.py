@@ -274,4 +274,7 @@ def assert_s3_equals_truth(pipe: Pipeline, tenants: list[TenantSpec], day: date)
 
 
 def demo_day() -> date:
-    return (datetime.now(ZoneInfo(ZONE)) - timedelta(days=2)).date()
+    """Three days ago (tenant-local): the day and the next are both settled whatever the time of
+    day. With two days ago, the next day's window was not yet due in the first ``SETTLE_MINUTES``
+    after midnight (Shanghai), so tests expecting two windows per tenant failed at that hour."""
+    return (datetime.now(ZoneInfo(ZONE)) - timedelta(days=3)).date()
