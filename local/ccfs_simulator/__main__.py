@@ -15,7 +15,7 @@ from dataclasses import replace
 from datetime import date
 from typing import Any
 
-from .config import PROFILES, SimulatorConfig, TenantSpec
+from .config import BILL_ENTRY_NAMES, CSV_ENCODINGS, CSV_HEADERS, PROFILES, SimulatorConfig, TenantSpec
 from .simulator import Simulator
 
 
@@ -47,6 +47,29 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--fault-seed", type=int, default=None)
     p.add_argument("--plain-http", action="store_true", help="no TLS (debugging only)")
     p.add_argument("--log-level", default="WARNING")
+    bills = p.add_argument_group("bill file format (protocol §4 variants)")
+    bills.add_argument(
+        "--bill-entry-names",
+        choices=BILL_ENTRY_NAMES,
+        default="numbered",
+        help="numbered: *_call_N.csv split every --split-rows; plain: one *_call.csv per kind",
+    )
+    bills.add_argument("--csv-extension", default=".csv", help="any letter case of .csv, e.g. .CSV")
+    bills.add_argument("--csv-encoding", choices=CSV_ENCODINGS, default="utf-8", help="utf-8-sig = with a BOM")
+    bills.add_argument("--csv-line-ending", choices=("crlf", "lf"), default="crlf")
+    bills.add_argument(
+        "--csv-header",
+        choices=CSV_HEADERS,
+        default="exact",
+        help="exact names, no header row, or ' NAME ' in upper case with spaces",
+    )
+    bills.add_argument(
+        "--bill-extra-entry",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="add an entry that is not bill data (repeatable), e.g. readme.txt",
+    )
     return p
 
 
@@ -82,6 +105,12 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         faults=faults,
         base_date=args.base_date,
         days=args.days,
+        bill_entry_names=args.bill_entry_names,
+        csv_extension=args.csv_extension,
+        csv_encoding=args.csv_encoding,
+        csv_line_ending="\r\n" if args.csv_line_ending == "crlf" else "\n",
+        csv_header=args.csv_header,
+        bill_extra_entries=list(args.bill_extra_entry),
         **extra,
     )
 

@@ -148,6 +148,14 @@ class SimulatorConfig:
     faults: Faults = field(default_factory=Faults)
     base_date: date | None = None  # first day of synthetic data; default 7 days before today
     days: int = 14
+    # How bill ZIP entries are written (protocol §4 allows each variant; defaults: the numbered,
+    # UTF-8, CRLF, exact-header files the simulator always wrote).
+    bill_entry_names: Literal["numbered", "plain"] = "numbered"  # _call_{n}.csv | one _call.csv per kind
+    csv_extension: str = ".csv"  # any letter case of ".csv"
+    csv_encoding: Literal["utf-8", "utf-8-sig", "gb18030"] = "utf-8"
+    csv_line_ending: Literal["\n", "\r\n"] = "\r\n"
+    csv_header: Literal["exact", "none", "spaced-upper"] = "exact"
+    bill_extra_entries: list[str] = field(default_factory=list)  # more entry names, a line of text each
 
     def validate(self) -> None:
         if not self.tenants:
@@ -172,4 +180,24 @@ class SimulatorConfig:
             raise ValueError("url_list_style must be 'array' or 'comma'")
         if not 1 <= self.days <= 366:  # file names carry MMdd: at most one year of data
             raise ValueError("days must be 1..366")
+        if self.bill_entry_names not in BILL_ENTRY_NAMES:
+            raise ValueError(f"bill_entry_names must be one of {', '.join(BILL_ENTRY_NAMES)}")
+        if self.csv_extension.lower() != ".csv":
+            raise ValueError(f"csv_extension must be '.csv' in some letter case, not {self.csv_extension!r}")
+        if self.csv_encoding not in CSV_ENCODINGS:
+            raise ValueError(f"csv_encoding must be one of {', '.join(CSV_ENCODINGS)}")
+        if self.csv_line_ending not in CSV_LINE_ENDINGS:
+            raise ValueError(r"csv_line_ending must be '\n' or '\r\n'")
+        if self.csv_header not in CSV_HEADERS:
+            raise ValueError(f"csv_header must be one of {', '.join(CSV_HEADERS)}")
+        for name in self.bill_extra_entries:
+            if not name or name.endswith("/") or "\\" in name or name.startswith("/") or ".." in name.split("/"):
+                raise ValueError(f"bill_extra_entries: {name!r} is not a plain entry name")
         self.faults.validate()
+
+
+# Choices of the bill-format fields of SimulatorConfig (also the CLI's choices).
+BILL_ENTRY_NAMES = ("numbered", "plain")
+CSV_ENCODINGS = ("utf-8", "utf-8-sig", "gb18030")
+CSV_LINE_ENDINGS = ("\n", "\r\n")
+CSV_HEADERS = ("exact", "none", "spaced-upper")

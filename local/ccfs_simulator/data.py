@@ -15,17 +15,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from ccfs.columns import CDR_COLUMNS, RECORD_COLUMNS
-from ccfs.models import format_time
-
+from .columns import CDR_HEADER, INDEX_HEADER
 from .config import TenantSpec
 
 __all__ = ["CDR_HEADER", "INDEX_HEADER", "Call", "CallCenter", "Recording"]
-
-# The documented 21 CDR columns plus one trailing column the documentation hints at: clients must
-# keep columns they do not know.
-CDR_HEADER: tuple[str, ...] = (*CDR_COLUMNS, "leave_reason")
-INDEX_HEADER: tuple[str, ...] = RECORD_COLUMNS
 
 # Synthetic device types (the vendor's table is not public): 1 skill queue, 2 agent, 3 IVR.
 DEVICE_QUEUE, DEVICE_AGENT, DEVICE_IVR = "1", "2", "3"
@@ -80,7 +73,8 @@ class _Day:
 
 
 def _t(value: datetime | None) -> str:
-    return format_time(value) if value is not None else ""
+    # Protocol §4: `yyyy-MM-dd HH:mm:ss`, tenant-local; formatted here, not by the client's ccfs.models.
+    return f"{value:%Y-%m-%d %H:%M:%S}" if value is not None else ""
 
 
 def _mobile(rng: random.Random) -> str:

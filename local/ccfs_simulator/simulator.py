@@ -45,7 +45,7 @@ from ccfs.models import (
     result_code_for,
 )
 
-from .bills import stream_zip_of, write_bill_zip
+from .bills import BillStyle, stream_zip_of, write_bill_zip
 from .config import Faults, SimulatorConfig
 from .data import CDR_HEADER, INDEX_HEADER, Call, CallCenter, Recording
 from .obs import BUCKET, ObsSigner, error_xml
@@ -834,6 +834,7 @@ class Simulator:
             cdr=(CDR_HEADER, cdr_rows) if body.dataType in ("call", "call_record") else None,
             index=(INDEX_HEADER, index_rows) if body.dataType in ("record", "call_record") else None,
             split_rows=self.config.split_rows,
+            style=BillStyle.of(self.config),
         )
         with self._lock:
             bill = self._bills[query.bill_file_name]

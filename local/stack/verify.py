@@ -88,6 +88,27 @@ def recording_base(account_id: str, call_begin: str, call_id: str, file_name: st
     return f"recordings/account_id={account_id or ALL}/call_date={day}/{call_id}/{_stem(file_name)}"
 
 
+def _as_exported(rows: list[dict[str, str]], kind: str, header_style: str) -> list[dict[str, str]]:
+    """Truth rows under the column names docs/design.md gives exported CSVs: documented columns by
+    their documented (lower-case) names; an extra column by its name as received, stripped, or, when
+    the bill had no header row, ``extra_{position}`` (1-based). The simulator's columns are its own
+    copy of protocol §4, not the product's."""
+    from local.ccfs_simulator.columns import CDR_COLUMNS, CDR_HEADER, INDEX_HEADER, RECORD_COLUMNS
+
+    documented, written = (CDR_COLUMNS, CDR_HEADER) if kind == "cdr" else (RECORD_COLUMNS, INDEX_HEADER)
+    if header_style == "exact":
+        return rows
+    renamed: dict[str, str] = {}
+    for position, name in enumerate(written, start=1):
+        if name in documented:
+            renamed[name] = name
+        elif header_style == "none":
+            renamed[name] = f"extra_{position}"
+        else:  # "spaced-upper": " LEAVE_REASON " arrives, stripped it is kept
+            renamed[name] = name.upper()
+    return [{renamed[k]: v for k, v in row.items()} for row in rows]
+
+
 def verify(stack: Any) -> Verdict:
     problems: list[str] = []
     notes: list[str] = []
@@ -136,6 +157,7 @@ def verify(stack: Any) -> Verdict:
             problems.append(f"{tenant}: {begin}..{end} not covered by requested windows from {gap}")
 
     # ---------------------------------------------------------------- ground truth
+    header_style = getattr(getattr(stack.sim, "config", None), "csv_header", "exact")
     expected_cdr: Counter[Any] = Counter()
     expected_index: Counter[Any] = Counter()
     expected_recordings: dict[str, Any] = {}
@@ -143,8 +165,8 @@ def verify(stack: Any) -> Verdict:
         truth = stack.sim.truth(
             None if tenant == ALL else tenant, datetime.strptime(begin, FMT), datetime.strptime(end, FMT)
         )
-        expected_cdr.update(_row_key(r) for r in truth.cdr_rows)
-        expected_index.update(_row_key(r) for r in truth.index_rows)
+        expected_cdr.update(_row_key(r) for r in _as_exported(truth.cdr_rows, "cdr", header_style))
+        expected_index.update(_row_key(r) for r in _as_exported(truth.index_rows, "record", header_style))
         for rec in truth.recordings:
             base = recording_base(rec.account_id, rec.call_begin, rec.call_id, rec.file_name)
             if base in expected_recordings:

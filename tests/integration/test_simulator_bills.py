@@ -126,6 +126,85 @@ def test_large_exports_are_split_into_numbered_files(ccfs_sim_factory, raw_facto
     assert _rows(found["record"]) == truth.index_rows
 
 
+# Protocol §4 variants. The expected bytes are derived here from the option, independently of
+# local/ccfs_simulator/bills.py: names by regex, encoding and line ends from the raw bytes.
+VARIANTS = {
+    "plain": ({"bill_entry_names": "plain"}, r"^\d{20}_(call|record)\.csv$"),
+    "upper-ext": ({"csv_extension": ".CSV"}, r"^\d{20}_(call|record)_1\.CSV$"),
+    "bom": ({"csv_encoding": "utf-8-sig"}, None),
+    "gb18030": ({"csv_encoding": "gb18030"}, None),
+    "lf": ({"csv_line_ending": "\n"}, None),
+    "no-header": ({"csv_header": "none"}, None),
+    "spaced-upper": ({"csv_header": "spaced-upper"}, None),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_bill_format_variants(ccfs_sim_factory, raw_factory, receiver_factory, variant):
+    options, name_pattern = VARIANTS[variant]
+    sim = ccfs_sim_factory(split_rows=1_000_000 if variant == "plain" else 50_000, **options)
+    raw, receiver = raw_factory(sim), receiver_factory(sim)
+    _ask(raw, sim, receiver.url)
+    assert receiver.wait(1)
+    content = _download(raw, receiver.received[0].json["msgBody"]["billFileName"])
+    truth = sim.truth("acct001", *_window(sim))
+    pattern = re.compile(name_pattern) if name_pattern else ENTRY
+    with zipfile.ZipFile(io.BytesIO(content)) as archive:
+        names = archive.namelist()
+        assert len(names) == 2 and all(pattern.match(n) for n in names), names
+        found = {}
+        for name in names:
+            data = archive.read(name)
+            assert data.startswith(b"\xef\xbb\xbf") == (variant == "bom")
+            if variant == "lf":
+                assert b"\r\n" not in data and data.count(b"\n") > 2
+            else:
+                assert data.count(b"\r\n") == data.count(b"\n") > 2
+            text = data.decode({"bom": "utf-8-sig", "gb18030": "gb18030"}.get(variant, "utf-8"))
+            lines = list(csv.reader(io.StringIO(text, newline="")))
+            kind = "call" if "_call" in name else "record"
+            columns = list(CDR_HEADER if kind == "call" else INDEX_HEADER)
+            if variant == "no-header":
+                rows = lines
+            else:
+                header, *rows = lines
+                expected_header = [f" {c.upper()} " for c in columns] if variant == "spaced-upper" else columns
+                assert header == expected_header
+            found[kind] = [dict(zip(columns, r, strict=True)) for r in rows]
+    assert found["call"] == truth.cdr_rows and found["record"] == truth.index_rows
+
+
+def test_extra_entries_are_added_to_the_bill(ccfs_sim_factory, raw_factory, receiver_factory):
+    sim = ccfs_sim_factory(bill_extra_entries=["readme.txt", "notes/summary.csv"])
+    raw, receiver = raw_factory(sim), receiver_factory(sim)
+    _ask(raw, sim, receiver.url)
+    assert receiver.wait(1)
+    content = _download(raw, receiver.received[0].json["msgBody"]["billFileName"])
+    with zipfile.ZipFile(io.BytesIO(content)) as archive:
+        names = archive.namelist()
+        assert sorted(n for n in names if not ENTRY.match(n)) == ["notes/summary.csv", "readme.txt"]
+        assert archive.read("readme.txt").strip()  # some text, not bill rows
+        assert len(names) == 4
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("bill_entry_names", "numbers"),
+        ("csv_extension", ".txt"),
+        ("csv_encoding", "latin-1"),
+        ("csv_line_ending", "\r"),
+        ("csv_header", "upper"),
+        ("bill_extra_entries", ["../escape.txt"]),
+    ],
+)
+def test_bad_bill_format_options_are_refused(field, value):
+    from local.ccfs_simulator import SimulatorConfig
+
+    with pytest.raises(ValueError, match=field):
+        SimulatorConfig(**{field: value}).validate()
+
+
 def test_account_id_absent_empty_or_unknown(ccfs_sim_factory, raw_factory, receiver_factory):
     tenants = [TenantSpec("acct001", calls_per_day=30), TenantSpec("acct002", "Europe/Berlin", calls_per_day=30)]
     sim = ccfs_sim_factory(tenants=tenants)

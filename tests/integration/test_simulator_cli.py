@@ -101,6 +101,37 @@ def test_cli_plain_http_and_profile(run_cli):
     assert process.wait(10) == 0
 
 
+def test_cli_bill_format_options_reach_the_config():
+    from local.ccfs_simulator.__main__ import _parser, config_from_args
+
+    default = config_from_args(_parser().parse_args([]))
+    assert (default.bill_entry_names, default.csv_extension, default.csv_encoding) == ("numbered", ".csv", "utf-8")
+    assert (default.csv_line_ending, default.csv_header, default.bill_extra_entries) == ("\r\n", "exact", [])
+    args = _parser().parse_args(
+        [
+            "--bill-entry-names",
+            "plain",
+            "--csv-extension",
+            ".CSV",
+            "--csv-encoding",
+            "gb18030",
+            "--csv-line-ending",
+            "lf",
+            "--csv-header",
+            "spaced-upper",
+            "--bill-extra-entry",
+            "readme.txt",
+            "--bill-extra-entry",
+            "b.txt",
+        ]
+    )
+    config = config_from_args(args)
+    config.validate()
+    assert (config.bill_entry_names, config.csv_extension, config.csv_encoding) == ("plain", ".CSV", "gb18030")
+    assert (config.csv_line_ending, config.csv_header) == ("\n", "spaced-upper")
+    assert config.bill_extra_entries == ["readme.txt", "b.txt"]
+
+
 def test_cli_rejects_bad_options():
     result = subprocess.run(
         [sys.executable, "-m", "local.ccfs_simulator", "--tz", "Mars/Olympus"],

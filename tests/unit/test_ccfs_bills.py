@@ -219,8 +219,9 @@ def test_prefix_is_tolerated_suffix_is_strict(tmp_path: Path) -> None:
     unexpected = [
         "readme.txt",
         f"{PREFIX}_call_1.csv.bak",
-        f"{PREFIX}_CALL_1.csv",
-        f"{PREFIX}_call_1.CSV",
+        f"{PREFIX}_CALL_1.csv",  # only the extension's case may vary
+        f"{PREFIX}_call.txt",
+        f"{PREFIX}_call_1.cs",
         f"{PREFIX}_call_.csv",
         f"{PREFIX}_call_x.csv",
         f"{PREFIX}_calls_1.csv",
@@ -314,6 +315,148 @@ def test_empty_entry_yields_nothing(tmp_path: Path) -> None:
         assert list(bill.iter_cdr()) == []
         assert list(bill.iter_records()) == []
         assert bill.bad_rows == []
+
+
+# ----------------------------------------------------------- entry names and encodings (§4, issue 12)
+
+CHINESE = {"developer": "华为云客服", "device_no": "坐席七号", "pre_device_no": "技能队列·售后"}
+
+
+def test_chinese_sample_is_not_utf8_in_gb18030() -> None:
+    """The GB18030 tests below mean something only if their bytes are not also valid UTF-8."""
+    for text in CHINESE.values():
+        with pytest.raises(UnicodeDecodeError):
+            text.encode("gb18030").decode("utf-8")
+
+
+def test_plain_entry_names_are_read_as_entry_number_0(tmp_path: Path) -> None:
+    plain_call, plain_record = f"{PREFIX}_call.csv", f"{PREFIX}_record.csv"  # the downloadBillFile page
+    entries = {
+        CALL_1: csv_bytes([cdr_row(1)], CDR_NAMES),
+        plain_call: csv_bytes([cdr_row(0)], CDR_NAMES),
+        plain_record: csv_bytes([record_row(5)], RECORD_NAMES),
+    }
+    path = write_zip(tmp_path / "b.zip", entries)
+    with BillFile(path) as bill:
+        assert bill.cdr_files == [plain_call, CALL_1]  # number 0 before 1
+        assert bill.record_files == [plain_record]
+        assert bill.unexpected_entries == []
+        assert list(bill.iter_cdr()) == [
+            (plain_call, 2, as_dict(CDR_NAMES, cdr_row(0))),
+            (CALL_1, 2, as_dict(CDR_NAMES, cdr_row(1))),
+        ]
+        assert list(bill.iter_records()) == [(plain_record, 2, as_dict(RECORD_NAMES, record_row(5)))]
+        assert bill.empty_entries == []
+
+
+@pytest.mark.parametrize("ext", [".CSV", ".Csv", ".cSV"])
+def test_csv_extension_in_any_letter_case(tmp_path: Path, ext: str) -> None:
+    numbered, plain = f"{PREFIX}_call_3{ext}", f"{PREFIX}_record{ext}"
+    entries = {numbered: csv_bytes([cdr_row(3)], CDR_NAMES), plain: csv_bytes([record_row(1)], RECORD_NAMES)}
+    path = write_zip(tmp_path / "b.zip", entries)
+    with BillFile(path) as bill:
+        assert (bill.cdr_files, bill.record_files, bill.unexpected_entries) == ([numbered], [plain], [])
+        assert list(bill.iter_cdr()) == [(numbered, 2, as_dict(CDR_NAMES, cdr_row(3)))]
+        assert list(bill.iter_records()) == [(plain, 2, as_dict(RECORD_NAMES, record_row(1)))]
+
+
+def test_gb18030_entry_decodes_chinese_text_per_entry(tmp_path: Path) -> None:
+    gbk_rows = [cdr_row(1, **CHINESE), cdr_row(2)]
+    utf8_rows = [record_row(1, agent_id="张三")]
+    entries = {
+        CALL_1: csv_bytes(gbk_rows, CDR_NAMES, encoding="gb18030"),
+        RECORD_1: csv_bytes(utf8_rows, RECORD_NAMES),  # the same bill, another entry in UTF-8
+    }
+    path = write_zip(tmp_path / "b.zip", entries)
+    with BillFile(path) as bill:
+        got = list(bill.iter_cdr())
+        assert got == [(CALL_1, 2, as_dict(CDR_NAMES, gbk_rows[0])), (CALL_1, 3, as_dict(CDR_NAMES, gbk_rows[1]))]
+        assert got[0][2]["device_no"] == "坐席七号"
+        assert list(bill.iter_records()) == [(RECORD_1, 2, as_dict(RECORD_NAMES, utf8_rows[0]))]
+        assert (bill.encoding(CALL_1), bill.encoding(RECORD_1)) == ("gb18030", "utf-8-sig")
+        assert bill.bad_rows == []
+
+
+def test_gbk_text_far_into_an_otherwise_ascii_entry_is_decoded(tmp_path: Path) -> None:
+    """A GBK file often starts with pages of plain ASCII: the first block alone cannot decide."""
+    rows = [cdr_row(i) for i in range(1500)] + [cdr_row(9, **CHINESE)]
+    data = csv_bytes(rows, CDR_NAMES, encoding="gb18030")
+    assert data.index("华".encode("gb18030")) > 4 * 64 * 1024
+    path = write_zip(tmp_path / "b.zip", {CALL_1: data})
+    with BillFile(path) as bill:
+        got = list(bill.iter_cdr())
+        assert bill.encoding(CALL_1) == "gb18030"
+    assert len(got) == len(rows)
+    assert got[-1] == (CALL_1, len(rows) + 1, as_dict(CDR_NAMES, rows[-1]))
+
+
+@pytest.mark.parametrize("compression", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED], ids=["stored", "deflate"])
+def test_utf8_without_bom_split_across_read_blocks_stays_utf8(tmp_path: Path, compression: int) -> None:
+    # Three-byte characters everywhere: block boundaries fall inside characters.
+    rows = [cdr_row(i, developer="华为" * (7 + i % 5), device_no="坐席" * 11) for i in range(1200)]
+    data = csv_bytes(rows, CDR_NAMES)
+    assert len(data) > 3 * 64 * 1024
+    path = write_zip(tmp_path / "b.zip", {CALL_1: data}, compression=compression)
+    with BillFile(path) as bill:
+        assert bill.encoding(CALL_1) == "utf-8-sig"
+        assert [row for _, _, row in bill.iter_cdr()] == [as_dict(CDR_NAMES, r) for r in rows]
+
+
+def test_text_neither_utf8_nor_gb18030_is_a_corrupt_bill(tmp_path: Path) -> None:
+    data = csv_bytes([cdr_row(1)], CDR_NAMES) + b"dev\xff\xff," + b"," * 20 + b"\r\n"
+    path = write_zip(tmp_path / "b.zip", {CALL_1: data})
+    with (
+        BillFile(path) as bill,
+        pytest.raises(CorruptBill, match=r"not valid UTF-8 and not valid GB18030 either .*line \d+"),
+    ):
+        list(bill.iter_cdr())
+
+
+def test_headerless_crlf_gb18030_entry_with_a_plain_upper_case_name(tmp_path: Path) -> None:
+    name = f"{PREFIX}_record.CSV"
+    rows = [record_row(1, agent_id="李四"), [*record_row(2, agent_id="王五"), "备注"]]
+    data = csv_bytes(rows, None, newline="\r\n", encoding="gb18030")
+    assert data.count(b"\r\n") == 2 and b"\n" not in data.replace(b"\r\n", b"")
+    path = write_zip(tmp_path / "b.zip", {name: data})
+    with BillFile(path) as bill:
+        assert bill.record_files == [name]
+        assert list(bill.iter_records()) == [
+            (name, 1, as_dict(RECORD_NAMES, rows[0])),
+            (name, 2, as_dict([*RECORD_NAMES, "extra_19"], rows[1])),
+        ]
+        assert bill.empty_entries == []
+
+
+def test_spaced_upper_case_header_keeps_an_extra_column_under_its_stripped_name(tmp_path: Path) -> None:
+    header = [f" {name.upper()} " for name in [*CDR_NAMES, "leave_reason"]]
+    row = [*cdr_row(1), "3"]
+    path = write_zip(tmp_path / "b.zip", {CALL_1: csv_bytes([row], header)})
+    with BillFile(path) as bill:
+        assert list(bill.iter_cdr()) == [(CALL_1, 2, as_dict([*CDR_NAMES, "LEAVE_REASON"], row))]
+
+
+def test_unrecognised_and_empty_entries_are_listed(tmp_path: Path) -> None:
+    header_only, blank_lines, nothing = CALL_1, entry_name("call", 2), RECORD_1
+    only_bad = entry_name("call", 4)
+    entries = {
+        header_only: csv_bytes([], CDR_NAMES),
+        blank_lines: b"\r\n\r\n",
+        nothing: b"",
+        only_bad: csv_bytes([["too", "short"]], CDR_NAMES),
+        entry_name("call", 3): csv_bytes([cdr_row(3)], CDR_NAMES),
+        "readme.txt": b"hello",
+        f"{PREFIX}_summary.csv": csv_bytes([cdr_row(1)], CDR_NAMES),
+    }
+    path = write_zip(tmp_path / "b.zip", entries)
+    with BillFile(path) as bill:
+        assert sorted(bill.unexpected_entries) == sorted(["readme.txt", f"{PREFIX}_summary.csv"])
+        assert bill.empty_entries == []  # nothing read yet
+        assert len(list(bill.iter_cdr())) == 1
+        assert bill.empty_entries == [header_only, blank_lines]  # an entry of bad rows is not empty: they are
+        assert [b.file for b in bill.bad_rows] == [only_bad]  # reported as bad rows
+        assert list(bill.iter_records()) == []
+        list(bill.iter_cdr())  # read again: listed once
+        assert bill.empty_entries == [header_only, blank_lines, nothing]
 
 
 def test_stored_entries_are_read(tmp_path: Path) -> None:

@@ -253,6 +253,64 @@ def test_bill_happy_path(aws, handler, lambda_context, capsys):
 
     metrics = emitted(capsys)
     assert metrics["BillRows"] == 9 and metrics["BadRows"] == 0
+    assert metrics["BillEntriesUnrecognised"] == 0 and metrics["BillEntriesEmpty"] == 0
+    assert doc["unexpected_entries"] == [] and doc["empty_entries"] == []
+
+
+def test_plain_names_gb18030_and_headerless_entries_land_as_utf8_with_entry_number_0(
+    aws, handler, lambda_context, capsys
+):
+    seed_job(aws, "READY", tenant="_all")
+    cdr = [cdr_row("acct001", "1530497000-101", "2018-07-02 09:15:02", "-1")]
+    cdr[0][-1] = "客户挂机"  # the trailing column, in GB18030
+    index = [INDEX_1[2]]
+    data = zip_bytes(
+        {
+            f"{PREFIX}_call.csv": csv_bytes(CDR_HEADER, cdr).decode().encode("gb18030"),
+            f"{PREFIX}_record.CSV": b"\xef\xbb\xbf" + csv_bytes(None, index),  # BOM, no header row
+        }
+    )
+    handler.use(FakeCcfs(data))
+    body = {"responseId": RID, "billFileName": BILL, "tenant": "_all"}
+    assert handler.lambda_handler(bill_event(aws, body), lambda_context) == {"batchItemFailures": []}
+
+    objects = s3_objects(aws)
+    cdr_key = f"cdr/account_id=acct001/call_date=2018-07-02/{RID}-0.csv"
+    idx_key = f"recording_index/account_id=acct002/call_date=2018-07-03/{RID}-0.csv"
+    assert objects[cdr_key] == csv_bytes(CDR_HEADER, cdr)  # UTF-8, whatever the bill's encoding
+    assert "客户挂机" in objects[cdr_key].decode("utf-8")
+    assert objects[idx_key] == csv_bytes(list(RECORD_COLUMNS), index)
+    item = job(aws)
+    assert (item["cdr_rows"], item["index_rows"], item["bad_rows"]) == (1, 1, 0)
+    assert item["unexpected_entries"] == [] and item["empty_entries"] == []
+
+
+def test_unrecognised_and_empty_entries_are_counted_listed_and_alarmed(aws, handler, lambda_context, capsys):
+    seed_job(aws, "READY", tenant="_all")
+    empty = [f"{PREFIX}_call_2.csv", f"{PREFIX}_record_1.csv"]
+    strays = ["readme.txt", f"{PREFIX}_CALL_3.csv"]
+    entries = {
+        f"{PREFIX}_call_1.csv": csv_bytes(CDR_HEADER, CDR_1),
+        empty[0]: csv_bytes(CDR_HEADER, []),
+        empty[1]: b"",
+        **dict.fromkeys(strays, csv_bytes(CDR_HEADER, CDR_2)),
+    }
+    handler.use(FakeCcfs(zip_bytes(entries)))
+    body = {"responseId": RID, "billFileName": BILL, "tenant": "_all"}
+    assert handler.lambda_handler(bill_event(aws, body), lambda_context) == {"batchItemFailures": []}
+
+    item = job(aws)
+    assert item["cdr_rows"] == len(CDR_1)
+    assert sorted(item["unexpected_entries"]) == sorted(strays)
+    assert sorted(item["empty_entries"]) == sorted(empty)
+    doc = manifest(aws)
+    # nothing to copy; the job is done, but rows were not exported: PARTIAL (alarmed), never COMPLETED
+    assert doc["status"] == item["job_status"] == "PARTIAL"
+    assert sorted(doc["unexpected_entries"]) == sorted(strays)
+    assert sorted(doc["empty_entries"]) == sorted(empty)
+    metrics = emitted(capsys)
+    assert (metrics["BillEntriesUnrecognised"], metrics["BillEntriesEmpty"]) == (2, 2)
+    assert metrics["JobsPartial"] == 1 and "JobsCompleted" not in metrics
 
 
 def test_duplicate_bill_message_does_nothing_twice(aws, handler, lambda_context):

@@ -52,6 +52,9 @@ def test_unsafe_values_never_become_key_segments(value):
 def test_entry_number_and_recording_stem():
     assert layout.entry_number("20180702101010123456_call_1.csv") == 1
     assert layout.entry_number("20180702101010123456_record_12.csv") == 12
+    assert layout.entry_number("20180702101010123456_call.csv") == 0  # downloadBillFile page's form
+    assert layout.entry_number("20180702101010123456_record.CSV") == 0
+    assert layout.entry_number("20180702101010123456_call_3.Csv") == 3
     with pytest.raises(layout.UnsafeKeyPart):
         layout.entry_number("readme.txt")
     assert layout.recording_stem("/10/1/record/100/13533/0903379.wav") == "0903379"

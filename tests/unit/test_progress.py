@@ -137,7 +137,7 @@ def test_completion_writes_the_final_manifest_once(aws, progress):
         ({}, False, "COMPLETED"),
         ({}, True, "PARTIAL"),
         ({"unexpected_entries": ["readme.txt"]}, False, "PARTIAL"),
-        ({"empty_entries": ["x_call_1.csv"]}, False, "PARTIAL"),
+        ({"empty_entries": ["x_record_1.csv"]}, False, "COMPLETED"),  # header only: no recordings, not a loss
     ],
 )
 def test_a_job_with_anything_missing_completes_partial_and_is_counted(aws, progress, capsys, extra, failed, status):

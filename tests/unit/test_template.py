@@ -81,7 +81,7 @@ DATA_RESOURCES = {
     "RecordingDLQ": "AWS::SQS::Queue",
     "ScheduleDLQ": "AWS::SQS::Queue",
 }
-CUSTOM_METRICS = {"CallbackSignatureRejected", "JobsFailed", "RecordingsFailed"}
+CUSTOM_METRICS = {"BillEntriesUnrecognised", "CallbackSignatureRejected", "JobsFailed", "RecordingsFailed"}
 
 # Allow statements that may use a wildcard action or resource, keyed by (resource, Sid).
 IAM_EXCEPTIONS = {
@@ -839,6 +839,7 @@ MUTATIONS: dict[str, tuple[Checker, Mutation]] = {
     ),
     "alarm-no-errors": (alarm_problems, drop("Resources/CallbackErrorsAlarm")),
     "alarm-wrong-dimension": (alarm_problems, put(at("JobsFailedAlarm", "Dimensions/0/Value"), "other")),
+    "alarm-unrecognised-bill-entries": (alarm_problems, drop("Resources/BillEntriesUnrecognisedAlarm")),
     "alarm-missing-data-breaches": (alarm_problems, put(at("RecordingsFailedAlarm", "TreatMissingData"), "breaching")),
     "alarm-aws-managed-sns-key": (alarm_problems, put(at("AlarmTopic", "KmsMasterKeyId"), "alias/aws/sns")),
     "outputs-missing": (output_problems, drop("Outputs/BillDLQUrl")),

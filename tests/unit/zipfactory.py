@@ -19,14 +19,15 @@ def csv_bytes(
     *,
     bom: bool = False,
     newline: str = "\r\n",
+    encoding: str = "utf-8",
 ) -> bytes:
-    """RFC 4180 CSV (minimal quoting) encoded as UTF-8, optionally with a BOM."""
+    """RFC 4180 CSV (minimal quoting) encoded as ``encoding`` (UTF-8), optionally with a UTF-8 BOM."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator=newline)
     if header is not None:
         writer.writerow(header)
     writer.writerows(rows)
-    data = out.getvalue().encode("utf-8")
+    data = out.getvalue().encode(encoding)
     return b"\xef\xbb\xbf" + data if bom else data
 
 

@@ -22,11 +22,25 @@ byte has been read, so :class:`CorruptBill` (or :class:`ZipBomb`) may be raised 
 that entry were yielded. Callers must treat an export as complete only when iteration finished
 without an exception (write to a staging location, then commit).
 
+**Entry names** (§4: the vendor's two pages disagree, so both are read): ``…_call.csv`` /
+``…_record.csv`` (entry number 0) and ``…_call_{n}.csv`` / ``…_record_{n}.csv``, the ``.csv``
+extension in any letter case. Anything else is listed in :attr:`BillFile.unexpected_entries`, and a
+classified entry without a single record after its header in :attr:`BillFile.empty_entries`: a
+naming or format change at CC-FS must show up, never become a silently empty export.
+
+**Encoding, per entry**: UTF-8 (with or without a BOM) when the whole entry decodes as UTF-8, else
+GB18030 (a superset of GBK, a Chinese system's default). The whole entry is checked first, in a
+streamed pass, because a GBK file's first block is often plain ASCII (phone numbers, times) and a
+short run of GBK bytes can even be valid UTF-8: deciding on the first block alone would fail a
+genuine bill halfway through. The pass inflates the entry once more (a few per cent of the time
+the CSV parsing takes) and, as a side effect, checks its CRC before any row is yielded.
+
 No AWS imports: this module is the vendor format only.
 """
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import csv
 import io
@@ -56,8 +70,12 @@ Kind = Literal["cdr", "record"]
 BillRow = tuple[str, int, dict[str, str]]
 """``(entry name, line number where the row starts (1-based), {column: value})``."""
 
-_CDR_RE = re.compile(r"_call_(\d+)\.csv\Z", re.ASCII)
-_RECORD_RE = re.compile(r"_record_(\d+)\.csv\Z", re.ASCII)
+# ``_call.csv`` (downloadBillFile page, number 0) or ``_call_{n}.csv`` (CSV definition page); only the
+# extension's letter case varies ("Any letter case of the extension"), ``_CALL_`` is not documented.
+_CDR_RE = re.compile(r"_call(?:_(\d+))?\.[Cc][Ss][Vv]\Z", re.ASCII)
+_RECORD_RE = re.compile(r"_record(?:_(\d+))?\.[Cc][Ss][Vv]\Z", re.ASCII)
+_UTF8 = "utf-8-sig"  # drops a BOM when there is one
+_FALLBACK = "gb18030"
 _DRIVE_RE = re.compile(r"\A[A-Za-z]:")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _RATIO_FLOOR = 1024 * 1024  # the ratio limit applies to entries larger than this (uncompressed)
@@ -141,7 +159,8 @@ class ZipBomb(BillError):
 
 
 class CorruptBill(BillError):
-    """Not a ZIP, truncated, a failed CRC check, an unsupported method, or undecodable text."""
+    """Not a ZIP, truncated, a failed CRC check, an unsupported method, or text that is neither
+    UTF-8 nor GB18030."""
 
 
 def _show(name: str, limit: int = 80) -> str:
@@ -292,6 +311,7 @@ class _Lines:
     def __init__(self, text: io.TextIOWrapper, entry: str, max_chars: int, max_commas: int) -> None:
         self._text = text
         self._entry = entry
+        self._encoding = text.encoding
         self._max = max_chars
         self._max_commas = max_commas
         self.line = 0  # physical lines consumed so far
@@ -305,8 +325,9 @@ class _Lines:
         try:
             return self._text.readline(limit)
         except UnicodeDecodeError as exc:
+            what = "UTF-8" if self._encoding == _UTF8 else "UTF-8 and not valid GB18030 either"
             raise CorruptBill(
-                f"bill ZIP entry {_show(self._entry)} is not valid UTF-8 ({exc.reason}; found while "
+                f"bill ZIP entry {_show(self._entry)} is not valid {what} ({exc.reason}; found while "
                 f"reading line {self.line + 1}, the bad byte is there or a little after it)"
             ) from None
 
@@ -333,8 +354,9 @@ class _Lines:
 class _Entry:
     info: zipfile.ZipInfo
     kind: Kind
-    number: int
+    number: int  # 0 for a plain ``…_call.csv`` name
     header: list[str] | None = None  # column names once known
+    encoding: str | None = None  # once known: _UTF8 or _FALLBACK
 
 
 class BillFile:
@@ -350,7 +372,8 @@ class BillFile:
         self.limits = limits
         self.cdr_files: list[str] = []
         self.record_files: list[str] = []
-        self.unexpected_entries: list[str] = []
+        self.unexpected_entries: list[str] = []  # entries that are neither CDR nor recording index
+        self.empty_entries: list[str] = []  # classified entries read to the end without one record
         self.bad_rows: list[BadRow] = []  # the first limits.max_listed_bad_rows of them
         self._bad_counts: dict[str, int] = {}  # entry name -> bad rows, all of them
         self._entries: dict[str, _Entry] = {}
@@ -398,7 +421,7 @@ class BillFile:
             if reason:
                 raise UnsafeEntryName(
                     f"bill ZIP entry {_show(info.orig_filename)} has {reason}: refusing the whole bill "
-                    "(a bill from CC-FS holds only flat *_call_N.csv / *_record_N.csv names)"
+                    "(a bill from CC-FS holds only flat *_call[_N].csv / *_record[_N].csv names)"
                 )
             if info.filename in seen:
                 raise UnsafeEntryName(
@@ -441,9 +464,9 @@ class BillFile:
         if name.endswith("/"):
             return None, 0
         if match := _CDR_RE.search(name):
-            return "cdr", int(match[1])
+            return "cdr", int(match[1] or 0)
         if match := _RECORD_RE.search(name):
-            return "record", int(match[1])
+            return "record", int(match[1] or 0)
         return None, 0
 
     @staticmethod
@@ -478,7 +501,7 @@ class BillFile:
             raise ValueError("BillFile is closed")
         return self._zip
 
-    def _open_text(self, entry: _Entry) -> io.TextIOWrapper:
+    def _open_raw(self, entry: _Entry) -> _GuardedEntry:
         archive = self._zipfile()
         try:
             source = archive.open(entry.info)
@@ -495,8 +518,32 @@ class BillFile:
             raise CorruptBill(
                 f"bill ZIP entry {_show(entry.info.filename)} cannot be opened ({_describe(exc)}): the file is corrupt"
             ) from None
-        raw = _GuardedEntry(source, entry.info, self._budget)
-        return io.TextIOWrapper(io.BufferedReader(raw, _READ_CHUNK), encoding="utf-8-sig", errors="strict", newline="")
+        return _GuardedEntry(source, entry.info, self._budget)
+
+    def _encoding(self, entry: _Entry) -> str:
+        """UTF-8 when the whole entry decodes as UTF-8, else GB18030 (see the module docstring)."""
+        if entry.encoding is None:
+            decoder = codecs.getincrementaldecoder("utf-8")("strict")
+            encoding = _UTF8
+            with io.BufferedReader(self._open_raw(entry), _READ_CHUNK) as raw:
+                try:
+                    while chunk := raw.read1(_READ_CHUNK):
+                        decoder.decode(chunk)  # keeps a multibyte sequence split between chunks
+                    decoder.decode(b"", final=True)
+                except UnicodeDecodeError:
+                    encoding = _FALLBACK
+            entry.encoding = encoding
+        return entry.encoding
+
+    def _open_text(self, entry: _Entry) -> io.TextIOWrapper:
+        encoding = self._encoding(entry)
+        raw = self._open_raw(entry)
+        return io.TextIOWrapper(io.BufferedReader(raw, _READ_CHUNK), encoding=encoding, errors="strict", newline="")
+
+    def encoding(self, entry: str) -> str:
+        """The encoding ``entry`` is read with: ``"utf-8-sig"`` (UTF-8, a BOM dropped) or ``"gb18030"``.
+        Reads the entry once if that was not done yet."""
+        return self._encoding(self._entry(entry))
 
     def _documented(self, entry: _Entry) -> tuple[str, ...]:
         return CDR_COLUMNS if entry.kind == "cdr" else RECORD_COLUMNS
@@ -566,11 +613,11 @@ class BillFile:
             yield from self._iter_entry(self._entries[name])
 
     def iter_cdr(self) -> Iterator[BillRow]:
-        """Rows of the ``*_call_N.csv`` entries."""
+        """Rows of the ``*_call.csv`` / ``*_call_N.csv`` entries."""
         return self.iter_rows("cdr")
 
     def iter_records(self) -> Iterator[BillRow]:
-        """Rows of the ``*_record_N.csv`` entries."""
+        """Rows of the ``*_record.csv`` / ``*_record_N.csv`` entries."""
         return self.iter_rows("record")
 
     def _iter_entry(self, entry: _Entry) -> Iterator[BillRow]:
@@ -580,6 +627,7 @@ class BillFile:
         self._bad_counts[name] = 0
         documented = self._documented(entry)
         first = True
+        records = 0  # data records, good or bad (not the header row, not blank lines)
         header: list[str] | None = None
         width = len(documented)
         positional = list(documented)  # names for rows of the widest width seen so far
@@ -592,6 +640,7 @@ class BillFile:
                         entry.header = header
                         continue
                 entry.header = positional
+            records += 1
             if problem is None and row is not None:
                 if header is not None and len(row) != len(header):
                     problem = f"has {len(row)} fields; the header row has {len(header)}"
@@ -615,6 +664,10 @@ class BillFile:
                 positional = entry.header = self._positional(entry, width)
             names = positional if len(row) == width else positional[: len(row)]
             yield name, line, dict(zip(names, row, strict=True))
+        if records == 0 and name not in self.empty_entries:
+            # Header only, or nothing: possible for a window without calls, but also what a format
+            # change would look like, so it is reported rather than passed over.
+            self.empty_entries.append(name)
 
     @property
     def bad_row_count(self) -> int:

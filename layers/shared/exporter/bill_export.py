@@ -428,6 +428,7 @@ def export_bill(
                     bad.add(reader_bad.file, reader_bad.line, reader_bad.reason)
                 bad.count += bill.bad_row_count - len(bill.bad_rows)  # counted by the reader, not listed
                 unexpected = list(bill.unexpected_entries)
+                empty = list(bill.empty_entries)
         except BillError as exc:
             _fail(
                 progress,
@@ -471,6 +472,7 @@ def export_bill(
                     "bad_rows": bad.listed,
                     "bad_rows_truncated": bad.count > len(bad.listed),
                     "unexpected_entries": unexpected,
+                    "empty_entries": empty,
                     "undated_rows": outputs.undated,
                 }
             )
@@ -480,6 +482,7 @@ def export_bill(
             BILL_PROCESSED: utc_now_iso(),
             "bill_file_name": message.billFileName,
             "unexpected_entries": unexpected[:MAX_JOB_KEYS],
+            "empty_entries": empty[:MAX_JOB_KEYS],
             "raw_key": raw_key,
             "manifest_key": manifest_key,
             "cdr_keys": [k["key"] for k in cdr_keys[:MAX_JOB_KEYS]],
@@ -490,6 +493,19 @@ def export_bill(
             return {"responseId": rid, "outcome": "abandoned"}
         metrics.add_metric(name="BillRows", unit=MetricUnit.Count, value=cdr_rows + index_rows)
         metrics.add_metric(name="BadRows", unit=MetricUnit.Count, value=bad.count)
+        # Always emitted (also as 0) so the alarm sees data points; an entry the reader cannot
+        # classify is data this export did not read (a naming change at CC-FS): alarmed.
+        metrics.add_metric(name="BillEntriesUnrecognised", unit=MetricUnit.Count, value=len(unexpected))
+        metrics.add_metric(name="BillEntriesEmpty", unit=MetricUnit.Count, value=len(empty))
+        if unexpected or empty:
+            logger.warning(
+                "bill has entries that gave no rows",
+                extra={
+                    "response_id": rid,
+                    "unrecognised_entries": unexpected[:20],
+                    "empty_entries": empty[:20],
+                },
+            )
 
         sent = send_batches(sqs, recording_queue_url, _recording_messages(recordings, rid, message.tenant))
         logger.info(

@@ -49,7 +49,7 @@ STAGING_PREFIX = "_staging/"
 
 # Letters, digits and a few punctuation marks; no "/", "=", "\\", whitespace or control characters.
 _SAFE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@+-]{0,127}$")
-_ENTRY_NUMBER = re.compile(r"_(?:call|record)_(\d+)\.csv$", re.IGNORECASE)
+_ENTRY_NUMBER = re.compile(r"_(?:call|record)(?:_(\d+))?\.csv$", re.IGNORECASE)
 
 
 class UnsafeKeyPart(ValueError):
@@ -79,11 +79,12 @@ def bill_date(bill_file_name: str) -> date:
 
 
 def entry_number(entry_name: str) -> int:
-    """``n`` of a bill entry ``…_call_{n}.csv`` / ``…_record_{n}.csv``."""
+    """``n`` of a bill entry ``…_call_{n}.csv`` / ``…_record_{n}.csv``; 0 for the un-numbered
+    ``…_call.csv`` / ``…_record.csv`` the downloadBillFile page names (protocol §4)."""
     match = _ENTRY_NUMBER.search(entry_name)
     if not match:
-        raise UnsafeKeyPart(f"bill entry {entry_name[:80]!r} has no _call_/_record_ number")
-    return int(match.group(1))
+        raise UnsafeKeyPart(f"bill entry {entry_name[:80]!r} is not a _call[_n].csv / _record[_n].csv name")
+    return int(match.group(1) or 0)
 
 
 def recording_stem(file_name: str) -> str:

@@ -60,8 +60,10 @@ class JobMissing(RuntimeError):
     """A message names a responseId the jobs table does not know (or no longer knows)."""
 
 
-BILL_PROBLEMS = ("unexpected_entries", "empty_entries")
-"""Job attributes listing bill entries that yielded nothing: a job with any is ``PARTIAL``."""
+BILL_PROBLEMS = ("unexpected_entries",)
+"""Job attributes listing bill entries whose rows were not exported: a job with any is ``PARTIAL``.
+(``empty_entries``, header-only entries, are counted and listed but not a failure: a window with
+no calls, or calls without recordings, legitimately gives them.)"""
 
 
 def outcome_of(job: Mapping[str, Any]) -> JobStatus:
