@@ -81,7 +81,7 @@ DATA_RESOURCES = {
     "RecordingDLQ": "AWS::SQS::Queue",
     "ScheduleDLQ": "AWS::SQS::Queue",
 }
-CUSTOM_METRICS = {"CallbackSignatureRejected", "JobsFailed", "RecordingsFailed"}
+CUSTOM_METRICS = {"CallbackSignatureRejected", "CcfsUnknownResultCode", "JobsFailed", "RecordingsFailed"}
 
 # Allow statements that may use a wildcard action or resource, keyed by (resource, Sid).
 IAM_EXCEPTIONS = {
