@@ -232,6 +232,8 @@ def test_bill_happy_path(aws, handler, lambda_context, capsys):
         "ordinal": 1,
         "count": 1,
         "ordinalCertain": True,
+        "urlOrdinal": 1,
+        "urlCount": 1,
         "row": dict(zip(RECORD_COLUMNS, INDEX_1[2], strict=True)),
     }
 

@@ -294,17 +294,26 @@ def _recording_messages(recordings: _Recordings, response_id: str, tenant: str) 
     false where that order is a guess: two rows with the same begin and end, or a row of the call
     without valid times (its place is unknown, so everyone's is).
     """
-    ordinals: dict[tuple[str, str], tuple[int, int, bool]] = {}
+    ordinals: dict[tuple[str, str], tuple[int, int, bool, int, int]] = {}
     for call_id, items in recordings.per_call.items():
         ordered = sorted(items)
         all_timed = all(timed for *_, timed in items)
         times = Counter((begin, end) for begin, end, _name, _timed in items)
         for position, (begin, end, file_name, _timed) in enumerate(ordered, start=1):
-            ordinals[(call_id, file_name)] = (position, len(ordered), all_timed and times[(begin, end)] == 1)
+            # The recording step asks for this row's [callBegin, callEnd]: CC-FS answers the call's
+            # recordings that begin inside it (this one and any that start before it ends).
+            in_window = [item[2] for item in ordered if begin <= item[0] <= end]
+            ordinals[(call_id, file_name)] = (
+                position,
+                len(ordered),
+                all_timed and times[(begin, end)] == 1,
+                in_window.index(file_name) + 1,
+                len(in_window),
+            )
     with open(recordings.path, encoding="utf-8") as source:
         for line in source:
             descriptor = json.loads(line)
-            ordinal, count, certain = ordinals[(descriptor["callId"], descriptor["fileName"])]
+            ordinal, count, certain, url_ordinal, url_count = ordinals[(descriptor["callId"], descriptor["fileName"])]
             yield json.dumps(
                 {
                     "responseId": response_id,
@@ -319,6 +328,8 @@ def _recording_messages(recordings: _Recordings, response_id: str, tenant: str) 
                     "ordinal": ordinal,
                     "count": count,
                     "ordinalCertain": certain,
+                    "urlOrdinal": url_ordinal,
+                    "urlCount": url_count,
                     "row": descriptor["row"],
                 },
                 ensure_ascii=False,

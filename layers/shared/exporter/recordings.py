@@ -61,6 +61,7 @@ __all__ = [
     "TransientRecordingError",
     "check_recording_url",
     "host_allowed",
+    "pick_message_url",
     "pick_url",
     "settle_dead_letter",
 ]
@@ -129,6 +130,10 @@ class RecordingMessage(BaseModel):
     """The bill step could place this recording among its call's by (call_begin, call_end): every
     row of the call has both times and no other row has the same pair. Absent (older messages):
     not certain, so several URLs are never matched by position."""
+    urlOrdinal: int | None = Field(default=None, ge=1)
+    urlCount: int | None = Field(default=None, ge=1)
+    """Position among the URLs of this recording's own window: the call's rows whose call_begin falls
+    within [callBegin, callEnd], the window the copier asks for (usually just this one)."""
     row: dict[str, Any] = Field(default_factory=dict)
 
     @property
@@ -277,15 +282,25 @@ def pick_url(urls: list[str], file_name: str, ordinal: int, count: int, *, ordin
             continue
     if len(urls) != count or not 1 <= ordinal <= count:
         return None
-    if count > 1 and not ordinal_certain:
+    if not ordinal_certain:
         return None
     url = urls[ordinal - 1]
     return None if _names_a_file(url) else url
 
 
+def pick_message_url(urls: list[str], message: RecordingMessage) -> str | None:
+    """:func:`pick_url` for a queue message: by the position in this recording's own time window
+    (``urlOrdinal``/``urlCount``) when CC-FS returned that many URLs, else by the position in the
+    whole call (``ordinal``/``count``): CC-FS answering all the call's recordings whatever the window."""
+    certain = message.ordinalCertain or message.count == 1  # the call's only recording: nothing to confuse
+    if message.urlOrdinal is not None and message.urlCount is not None and len(urls) == message.urlCount:
+        return pick_url(urls, message.fileName, message.urlOrdinal, message.urlCount, ordinal_certain=certain)
+    return pick_url(urls, message.fileName, message.ordinal, message.count, ordinal_certain=certain)
+
+
 def _unidentifiable(urls: list[str], message: RecordingMessage) -> str:
     """Why no URL could be matched to this recording (kept with a fallback that fails)."""
-    if len(urls) != message.count:
+    if len(urls) not in (message.count, message.urlCount):
         return f"{len(urls)} URLs returned for the call's {message.count} indexed recordings: none names this file"
     if message.count > 1 and not message.ordinalCertain:
         return (
@@ -437,9 +452,7 @@ class RecordingCopier:
                 raise  # credentials/clock: retry and alarm, not this recording's fault
             except CcfsPermanentError as exc:
                 raise PermanentRecordingError(f"getRecordFileUrlFromObs refused the request: {exc}") from None
-            url = pick_url(
-                urls, message.fileName, message.ordinal, message.count, ordinal_certain=message.ordinalCertain
-            )
+            url = pick_message_url(urls, message)
             if url is None:
                 return self._fallback(message, key, _unidentifiable(urls, message))
             parsed = check_recording_url(url, self.allowed_hosts)
