@@ -139,3 +139,14 @@ def test_a_row_without_times_makes_the_whole_call_uncertain(tmp_path):
     )
     assert not got["/r/a.wav"]["ordinalCertain"] and not got["/r/b.wav"]["ordinalCertain"]
     assert got["/r/c.wav"]["ordinalCertain"]  # another call is unaffected
+
+
+def test_the_only_url_of_a_one_recording_call_may_carry_any_object_name():
+    other_name = "https://obs.example.com/lss/2043295.V3?Signature=s"
+    assert pick_url([other_name], MINE, 1, 1) == other_name
+    assert pick_message_url([other_name], message(ordinal=1, count=1, urlOrdinal=1, urlCount=1)) == other_name
+    # but in a call with two recordings, the one URL of this window naming the other file is refused
+    two = message(ordinal=1, count=2, ordinalCertain=True, urlOrdinal=1, urlCount=1)
+    assert pick_message_url([NAMED_OTHER], two) is None
+    assert pick_message_url([NAMED_MINE], two) == NAMED_MINE
+    assert pick_message_url([UUID_A], two) == UUID_A

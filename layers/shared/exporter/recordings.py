@@ -270,8 +270,9 @@ def pick_url(urls: list[str], file_name: str, ordinal: int, count: int, *, ordin
     come back "sorted by start time and end time". So: a URL whose last segment names this file wins;
     otherwise the ``ordinal``-th URL, but only when CC-FS returned exactly ``count`` URLs (one per
     index row of the call), the bill step could place this recording with certainty
-    (``ordinal_certain``: no other row with the same begin and end), and that URL does not name some
-    other file. Anything else could store one recording under another's name: None.
+    (``ordinal_certain``: no other row with the same begin and end), and — when there are several —
+    that URL does not name some other file (the only URL of a one-recording call may carry any object
+    name). Anything else could store one recording under another's name: None.
     """
     stem = layout.recording_stem(file_name).casefold()
     for url in urls:
@@ -285,7 +286,7 @@ def pick_url(urls: list[str], file_name: str, ordinal: int, count: int, *, ordin
     if not ordinal_certain:
         return None
     url = urls[ordinal - 1]
-    return None if _names_a_file(url) else url
+    return None if count > 1 and _names_a_file(url) else url
 
 
 def pick_message_url(urls: list[str], message: RecordingMessage) -> str | None:
@@ -294,8 +295,18 @@ def pick_message_url(urls: list[str], message: RecordingMessage) -> str | None:
     whole call (``ordinal``/``count``): CC-FS answering all the call's recordings whatever the window."""
     certain = message.ordinalCertain or message.count == 1  # the call's only recording: nothing to confuse
     if message.urlOrdinal is not None and message.urlCount is not None and len(urls) == message.urlCount:
-        return pick_url(urls, message.fileName, message.urlOrdinal, message.urlCount, ordinal_certain=certain)
+        url = pick_url(urls, message.fileName, message.urlOrdinal, message.urlCount, ordinal_certain=certain)
+        if url is not None and message.count > 1 and _names_a_file(url) and not _is_named(url, message.fileName):
+            return None  # the one URL of this window names another of the call's files
+        return url
     return pick_url(urls, message.fileName, message.ordinal, message.count, ordinal_certain=certain)
+
+
+def _is_named(url: str, file_name: str) -> bool:
+    try:
+        return _url_stem(url).casefold() == layout.recording_stem(file_name).casefold()
+    except (httpx.InvalidURL, ValueError):
+        return False
 
 
 def _unidentifiable(urls: list[str], message: RecordingMessage) -> str:
