@@ -34,6 +34,7 @@ from aws_lambda_powertools.utilities.idempotency import (
     idempotent_function,
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import ValidationError
 
 from ccfs.errors import CcfsError, redact
 from exporter.aws import client, logger, metrics
@@ -134,9 +135,31 @@ def settle_recording(record: SQSRecord) -> dict[str, Any]:
         )
 
 
+def _refused(kind: str, record: SQSRecord) -> dict[str, Any] | None:
+    """A message whose body can never be processed (e.g. a responseId or billFileName the exporter
+    cannot use): consumed with the reason logged and an alarmed metric, never retried in a loop.
+    None when the body is valid. Both entry points (callback, queryBillData) refuse such values
+    first, so no job can exist for it: there is no job to fail."""
+    model: type[BillMessage] | type[RecordingMessage] = BillMessage if kind == "bill" else RecordingMessage
+    try:
+        model.model_validate_json(record.body)
+    except ValidationError as exc:
+        reason = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}"
+            for e in exc.errors(include_url=False, include_input=False)
+        )
+        metrics.add_metric(name="JobsFailed" if kind == "bill" else "RecordingsFailed", unit=MetricUnit.Count, value=1)
+        logger.error("message refused for good, not retried", extra={"kind": kind, "reason": reason[:1000]})
+        return {"outcome": "refused", "reason": reason[:1000]}
+    return None
+
+
 def record_handler(record: SQSRecord) -> dict[str, Any]:
     with log_keys(message_id=record.message_id, receive_count=record.attributes.approximate_receive_count):
         kind = message_kind(record, get_settings())
+        refused = _refused(kind, record)
+        if refused is not None:
+            return refused
         try:
             if kind == "bill":
                 return process_bill(record=record)

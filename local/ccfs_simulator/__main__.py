@@ -15,7 +15,18 @@ from dataclasses import replace
 from datetime import date
 from typing import Any
 
-from .config import BILL_ENTRY_NAMES, CSV_ENCODINGS, CSV_HEADERS, PROFILES, SimulatorConfig, TenantSpec
+from .config import (
+    BILL_ENTRY_NAMES,
+    CSV_ENCODINGS,
+    CSV_HEADERS,
+    PROFILES,
+    RESPONSE_ID_STYLES,
+    URL_LIST_STYLES,
+    URL_NAMINGS,
+    URL_PLACEMENTS,
+    SimulatorConfig,
+    TenantSpec,
+)
 from .simulator import Simulator
 
 
@@ -36,7 +47,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-recording-bytes", type=int, default=64_000)
     p.add_argument("--split-rows", type=int, default=50_000)
     p.add_argument("--url-expiry", type=int, default=8 * 3600, help="seconds")
-    p.add_argument("--url-list-style", choices=("array", "comma"), default="array")
+    p.add_argument(
+        "--url-list-style", choices=URL_LIST_STYLES, default="array", help="how several URLs of a call are sent"
+    )
+    p.add_argument("--url-placement", choices=URL_PLACEMENTS, default="resultData", help="where 'url' goes")
+    p.add_argument("--url-naming", choices=URL_NAMINGS, default="uuid", help="URL path ends in a UUID or the file name")
+    p.add_argument("--response-id-style", choices=RESPONSE_ID_STYLES, default="hex32")
+    p.add_argument(
+        "--multi-recording-rate", type=float, default=0.10, help="share of long calls recorded in two segments"
+    )
+    p.add_argument(
+        "--unknown-code-rate", type=float, default=None, help="share of CC-FS replies with an undocumented code"
+    )
     p.add_argument("--callback-delay", type=float, default=0.0, help="seconds")
     p.add_argument("--callback-retry-interval", type=float, default=600.0, help="seconds")
     p.add_argument("--callback-max-tries", type=int, default=6)
@@ -84,6 +106,8 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         faults = replace(faults, latency_ms=args.latency_ms)
     if args.fault_seed is not None:
         faults = replace(faults, fault_seed=args.fault_seed)
+    if args.unknown_code_rate is not None:
+        faults = replace(faults, unknown_code_rate=args.unknown_code_rate)
     extra: dict[str, Any] = {"sk": args.sk} if args.sk else {}
     verify: bool | str = args.callback_ca or not args.callback_insecure
     return SimulatorConfig(
@@ -99,6 +123,10 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         callback_verify=verify,
         url_expiry_seconds=args.url_expiry,
         url_list_style=args.url_list_style,
+        url_placement=args.url_placement,
+        url_naming=args.url_naming,
+        response_id_style=args.response_id_style,
+        multi_recording_rate=args.multi_recording_rate,
         split_rows=args.split_rows,
         min_recording_bytes=args.min_recording_bytes,
         max_recording_bytes=args.max_recording_bytes,

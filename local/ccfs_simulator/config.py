@@ -12,7 +12,16 @@ from datetime import date
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-__all__ = ["PROFILES", "Faults", "SimulatorConfig", "TenantSpec"]
+__all__ = [
+    "PROFILES",
+    "RESPONSE_ID_STYLES",
+    "URL_LIST_STYLES",
+    "URL_NAMINGS",
+    "URL_PLACEMENTS",
+    "Faults",
+    "SimulatorConfig",
+    "TenantSpec",
+]
 
 _RATES = (
     "error_rate",
@@ -23,7 +32,12 @@ _RATES = (
     "duplicate_callback_rate",
     "lost_callback_rate",
     "bad_signature_callback_rate",
+    "unknown_code_rate",
 )
+URL_LIST_STYLES = ("array", "comma", "semicolon", "space", "newline")
+URL_PLACEMENTS = ("resultData", "top")
+URL_NAMINGS = ("uuid", "name")
+RESPONSE_ID_STYLES = ("hex32", "uuid", "short", "mixed")
 
 
 @dataclass
@@ -69,6 +83,7 @@ class Faults:
     bad_signature_callback_rate: float = 0  # one badly signed attempt before the good one
     clock_skew_seconds: float = 0  # added to the simulator's own signing timestamps (callbacks)
     fault_seed: int = 7
+    unknown_code_rate: float = 0  # an undocumented resultCode (UNKNOWN_CODE) on CC-FS operations
 
     def validate(self) -> None:
         for name in _RATES:
@@ -140,7 +155,8 @@ class SimulatorConfig:
     callback_timeout: float = 10.0
     callback_verify: bool | str = True  # True: system CAs; str: a CA bundle path; False: no check
     url_expiry_seconds: int = 8 * 3600
-    url_list_style: Literal["array", "comma"] = "array"
+    # Several URLs of one call: a JSON array, or one string joined by ",", ";", " " or "\n".
+    url_list_style: Literal["array", "comma", "semicolon", "space", "newline"] = "array"
     split_rows: int = 50_000
     min_recording_bytes: int = 2_000
     max_recording_bytes: int = 64_000
@@ -156,6 +172,17 @@ class SimulatorConfig:
     csv_line_ending: Literal["\n", "\r\n"] = "\r\n"
     csv_header: Literal["exact", "none", "spaced-upper"] = "exact"
     bill_extra_entries: list[str] = field(default_factory=list)  # more entry names, a line of text each
+    # Where getRecordFileUrlFromObs puts ``url``: inside resultData (the vendor's example) or beside
+    # it at the top level (the vendor's field table).
+    url_placement: Literal["resultData", "top"] = "resultData"
+    # Pre-signed URL paths end in a UUID, as the vendor's example (deterministic per recording), or
+    # in the recording's file name (the simulator's old behaviour).
+    url_naming: Literal["uuid", "name"] = "uuid"
+    # queryBillData's responseId: 32 hex (vendor example), a dashed UUID, a short lower-case id
+    # (6-16 characters) or a mixed one (letters of both cases, digits, "-", "_", ".", 10-36 characters).
+    response_id_style: Literal["hex32", "uuid", "short", "mixed"] = "hex32"
+    # Chance that an answered call with a long enough talk is recorded in two segments.
+    multi_recording_rate: float = 0.10
 
     def validate(self) -> None:
         if not self.tenants:
@@ -176,8 +203,16 @@ class SimulatorConfig:
             raise ValueError("split_rows must be >= 1")
         if self.callback_max_tries < 1:
             raise ValueError("callback_max_tries must be >= 1")
-        if self.url_list_style not in ("array", "comma"):
-            raise ValueError("url_list_style must be 'array' or 'comma'")
+        for name, allowed in (
+            ("url_list_style", URL_LIST_STYLES),
+            ("url_placement", URL_PLACEMENTS),
+            ("url_naming", URL_NAMINGS),
+            ("response_id_style", RESPONSE_ID_STYLES),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        if not 0 <= self.multi_recording_rate <= 1:
+            raise ValueError("multi_recording_rate must be within 0..1")
         if not 1 <= self.days <= 366:  # file names carry MMdd: at most one year of data
             raise ValueError("days must be 1..366")
         if self.bill_entry_names not in BILL_ENTRY_NAMES:

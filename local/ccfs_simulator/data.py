@@ -93,8 +93,10 @@ class CallCenter:
         min_bytes: int,
         max_bytes: int,
         big_recordings: dict[str, int] | None = None,
+        multi_recording_rate: float = 0.10,
     ) -> None:
         self.seed = seed
+        self.multi_recording_rate = multi_recording_rate
         self.tenants = list(tenants)
         self.base_date = base_date
         self.days = days
@@ -262,7 +264,7 @@ class CallCenter:
                 segments = [talk]
                 talk_begin, talk_end = talk
                 length = (talk_end - talk_begin).total_seconds()
-                if length >= 40 and rng.random() < 0.10:
+                if length >= 40 and rng.random() < self.multi_recording_rate:
                     cut = talk_begin + timedelta(seconds=rng.randrange(10, int(length) - 20))
                     resume = cut + timedelta(seconds=rng.randrange(5, 15))
                     segments = [(talk_begin, cut), (resume, talk_end)]

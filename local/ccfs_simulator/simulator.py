@@ -65,6 +65,12 @@ QUERY_OPS = frozenset({"queryBillData", "getRecordFileUrlFromObs"})
 DOWNLOAD_OPS = frozenset({"downloadBillFile", "downloadRecordFile", "downloadRecord"})
 OPERATIONS = tuple(sorted(QUERY_OPS | DOWNLOAD_OPS))
 _FINAL = frozenset({"acked", "given_up", "lost", "failed"})
+UNKNOWN_CODE = "0309999"  # not in protocol §7: what Faults.unknown_code_rate answers
+_URL_SEPARATORS = {"comma": ",", "semicolon": ";", "space": " ", "newline": "\n"}
+_OBJECT_DIR = "ccfs/record/"
+_OBJECT_NAMESPACE = uuid.UUID("6f1d3c2a-8b4e-4f0a-9d7c-2e5b1a3c4d5e")
+_SHORT_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+_MIXED_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_."
 
 
 @dataclass
@@ -199,6 +205,7 @@ class Simulator:
             min_bytes=self.config.min_recording_bytes,
             max_bytes=self.config.max_recording_bytes,
             big_recordings=self.config.big_recordings,
+            multi_recording_rate=self.config.multi_recording_rate,
         )
         self._keys = {self.config.ak: self.config.sk, **self.config.extra_keys}
         self._lock = threading.RLock()
@@ -211,6 +218,7 @@ class Simulator:
         self._reset_fault_streams()
         self._queries: dict[str, _Query] = {}
         self._bills: dict[str, _Bill] = {}
+        self._objects: dict[str, Recording] = {}  # OBS object id (uuid naming) -> recording
         self._sha: dict[tuple[str, int], str] = {}
         self._obs = ObsSigner(secrets.token_bytes(32), "SIMOBS" + secrets.token_hex(7).upper())
         self._server: SimServer | None = None
@@ -412,6 +420,7 @@ class Simulator:
             "duplicate_callback",
             "lost_callback",
             "bad_signature_callback",
+            "unknown_code",
         )
         self._streams = {kind: random.Random(f"{seed}:{kind}") for kind in kinds}
         self._throttle_left = {"query": 0, "download": 0}
@@ -462,7 +471,9 @@ class Simulator:
         else:
             ex.send_json(404, {"error": "not found"})
 
-    def _reply(self, ex: Exchange, code: str, data: Any = None, desc: str | None = None) -> None:
+    def _reply(
+        self, ex: Exchange, code: str, data: Any = None, desc: str | None = None, top: dict[str, Any] | None = None
+    ) -> None:
         self._count(f"results.{code}")
         if code == "0":
             description = "success"
@@ -477,6 +488,7 @@ class Simulator:
                 "resultDesc": description,
                 "resultData": data if code == "0" else "",
                 "response": {"version": "2.0", "resultCode": code, "resultMsg": description},
+                **(top or {}),
             },
         )
 
@@ -520,6 +532,10 @@ class Simulator:
             self._count("throttles_injected")
             self._reply(ex, "0300009" if category == "query" else "0300008")
             return
+        if self._roll("unknown_code", faults.unknown_code_rate):
+            self._count("unknown_codes_injected")
+            self._reply(ex, UNKNOWN_CODE, desc="injected undocumented code")
+            return
         if not ex.body.strip():
             self._reply(ex, "0300007")
             return
@@ -553,10 +569,10 @@ class Simulator:
         body = request.msgBody
         raw_body = payload.get("msgBody") or {}
         account_present = "accountId" in raw_body
-        response_id = uuid.uuid4().hex
+        response_id = self._new_response_id()
         zone = self._zone_for(body.accountId)
         query_day = datetime.fromtimestamp(self._clock(), zone).date()
-        bill_name = f"{query_day:%Y%m%d}_{response_id}.zip"
+        bill_name = f"{query_day:%Y%m%d}_{response_id.replace('-', '')}.zip"  # "without dashes" (§3)
         query = _Query(
             response_id=response_id,
             ak=ak,
@@ -574,6 +590,19 @@ class Simulator:
         if self._scheduler is not None:
             self._scheduler.call_later(self.config.callback_delay, lambda: self._callback_attempt(response_id))
         self._reply(ex, "0", {"responseId": response_id})
+
+    def _new_response_id(self) -> str:
+        """A fresh responseId in the configured style (all within what the field allows, §3)."""
+        style = self.config.response_id_style
+        if style == "uuid":
+            return str(uuid.uuid4())
+        if style == "short":
+            return "".join(secrets.choice(_SHORT_ALPHABET) for _ in range(6 + secrets.randbelow(11)))
+        if style == "mixed":
+            length = 10 + secrets.randbelow(27)
+            first = secrets.choice(_MIXED_ALPHABET[:62])  # a letter or digit
+            return first + "".join(secrets.choice(_MIXED_ALPHABET) for _ in range(length - 1))
+        return uuid.uuid4().hex
 
     def _op_downloadBillFile(self, ex: Exchange, ak: str, payload: dict[str, Any]) -> None:
         request = self._validate(ex, DownloadBillFileRequest, payload)
@@ -617,17 +646,28 @@ class Simulator:
         if not found:
             self._reply(ex, "0300012")
             return
-        found.sort(key=lambda r: (r.call_begin, r.file_name))
+        # "sorted by start time and end time" (§5); equal times in an order the client cannot
+        # reproduce (the object id), so only a client that notices the tie gets it right.
+        found.sort(key=lambda r: (r.call_begin, r.call_end, self._object_id(r)))
         urls = [self._presign(r) for r in found]
         self._count("urls_issued", len(urls))
         value: str | list[str]
+        style = self.config.url_list_style
         if len(urls) == 1:
             value = urls[0]
-        elif self.config.url_list_style == "comma":
-            value = ",".join(urls)
-        else:
+        elif style == "array":
             value = urls
-        self._reply(ex, "0", {"url": value})
+        else:
+            value = _URL_SEPARATORS[style].join(urls)
+        if self.config.url_placement == "top":
+            self._reply(ex, "0", {}, top={"url": value})
+        else:
+            self._reply(ex, "0", {"url": value})
+
+    def _object_id(self, recording: Recording) -> str:
+        """The recording's object name in the OBS-like store: a UUID, fixed per seed and recording
+        so that runs are reproducible, like the vendor's ``…/ccfs/record/{developId}/{uuid}``."""
+        return str(uuid.uuid5(_OBJECT_NAMESPACE, f"{self.config.seed}:{recording.account_id}:{recording.file_name}"))
 
     def _presign(self, recording: Recording) -> str:
         now = int(self._clock())
@@ -636,7 +676,13 @@ class Simulator:
             expires = now - 60
         else:
             expires = now + self.config.url_expiry_seconds
-        path = f"{OBS_PREFIX}{recording.account_id}/{recording.day:%Y%m%d}{recording.file_name}"
+        if self.config.url_naming == "name":
+            path = f"{OBS_PREFIX}{recording.account_id}/{recording.day:%Y%m%d}{recording.file_name}"
+        else:
+            object_id = self._object_id(recording)
+            with self._lock:
+                self._objects[object_id] = recording
+            path = f"{OBS_PREFIX}{recording.account_id}/{recording.day:%Y%m%d}/{_OBJECT_DIR}{object_id}"
         return self._obs.presign(self.base_url, path, expires)
 
     def _op_downloadRecordFile(self, ex: Exchange, ak: str, payload: dict[str, Any]) -> None:
@@ -732,7 +778,11 @@ class Simulator:
         rest = path[len(OBS_PREFIX) :]
         account, _, rest = rest.partition("/")
         day, _, file_path = rest.partition("/")
-        recording = self.center.find_by_file_name("/" + file_path)
+        if file_path.startswith(_OBJECT_DIR):
+            with self._lock:
+                recording = self._objects.get(file_path.removeprefix(_OBJECT_DIR))
+        else:
+            recording = self.center.find_by_file_name("/" + file_path)
         if recording is None or recording.account_id != account:
             return None
         return recording if f"{recording.day:%Y%m%d}" == day else None

@@ -225,7 +225,11 @@ def test_one_recording_gives_one_presigned_url_serving_the_exact_wav(ccfs_sim, r
     assert isinstance(url, str)
     parts = urlsplit(url)
     assert parts.scheme == "https" and parts.hostname == ccfs_sim.obs_host == "127.0.0.1"
-    assert parts.path.startswith("/obs/") and parts.path.endswith(".wav")
+    # like the vendor's example, the path ends in a UUID, not the file name; the same one every time
+    assert re.fullmatch(r"/obs/aicc-recordings/acct001/\d{8}/ccfs/record/[0-9a-f-]{36}", parts.path), parts.path
+    assert call.recordings[0].file_name.rsplit("/", 1)[-1].removesuffix(".wav") not in parts.path
+    again = urlsplit(raw.json("getRecordFileUrlFromObs", _url_body(call))["resultData"]["url"]).path
+    assert again == parts.path
     assert set(parse_qs(parts.query)) == {"AccessKeyId", "Expires", "Signature"}
     response = raw.get(url)
     assert response.status_code == 200
@@ -235,7 +239,7 @@ def test_one_recording_gives_one_presigned_url_serving_the_exact_wav(ccfs_sim, r
     assert hashlib.sha256(response.content).hexdigest() == truth.sha256
     assert_alaw_wav(response.content)
     counters = ccfs_sim.counters()
-    assert counters["urls_issued"] == 1 and counters["obs_downloads"] == 1
+    assert counters["urls_issued"] == 2 and counters["obs_downloads"] == 1
     assert counters["bytes_served"] == truth.size
 
 
@@ -246,11 +250,35 @@ def test_several_recordings_come_back_as_an_array_in_time_order(ccfs_sim, raw_fa
     body = _url_body(call, first, endTime=format_time(second.call_end))
     urls = raw.json("getRecordFileUrlFromObs", body)["resultData"]["url"]
     assert isinstance(urls, list) and len(urls) == 2
-    assert [urlsplit(u).path.endswith(r.file_name) for u, r in zip(urls, (first, second), strict=True)] == [True] * 2
+    served = [hashlib.sha256(raw.get(u).content).hexdigest() for u in urls]
+    assert served == [_truth_of(ccfs_sim, r).sha256 for r in (first, second)]  # in time order
     assert first.call_begin < second.call_begin
     # a window around the second recording only gives the second
     only = raw.json("getRecordFileUrlFromObs", _url_body(call, second, beginTime=format_time(second.call_begin)))
-    assert urlsplit(only["resultData"]["url"]).path.endswith(second.file_name)
+    assert urlsplit(only["resultData"]["url"]).path == urlsplit(urls[1]).path
+
+
+def test_name_naming_keeps_the_file_name_in_the_url(ccfs_sim_factory, raw_factory):
+    sim = ccfs_sim_factory(url_naming="name")
+    call = _recorded(sim, 2)
+    body = _url_body(call, call.recordings[0], endTime=format_time(call.recordings[1].call_end))
+    urls = raw_factory(sim).json("getRecordFileUrlFromObs", body)["resultData"]["url"]
+    assert [urlsplit(u).path.endswith(r.file_name) for u, r in zip(urls, call.recordings, strict=True)] == [True] * 2
+
+
+@pytest.mark.parametrize(("style", "separator"), [("semicolon", ";"), ("space", " "), ("newline", "\n")])
+@pytest.mark.parametrize("placement", ["resultData", "top"])
+def test_url_list_styles_and_placement(ccfs_sim_factory, raw_factory, style, separator, placement):
+    sim = ccfs_sim_factory(url_list_style=style, url_placement=placement)
+    raw = raw_factory(sim)
+    call = _recorded(sim, 2)
+    body = _url_body(call, call.recordings[0], endTime=format_time(call.recordings[1].call_end))
+    reply = raw.json("getRecordFileUrlFromObs", body)
+    value = reply["url"] if placement == "top" else reply["resultData"]["url"]
+    assert reply["resultCode"] == "0" and (placement == "resultData" or reply["resultData"] == {})
+    assert isinstance(value, str) and value.count(separator + "https://") == 1
+    served = [hashlib.sha256(raw.get(u).content).hexdigest() for u in value.split(separator)]
+    assert served == [_truth_of(sim, r).sha256 for r in call.recordings]
 
 
 def test_comma_style_url_list(ccfs_sim_factory, raw_factory):
@@ -314,10 +342,12 @@ def test_obs_refuses_tampered_urls_with_403_xml(ccfs_sim, raw_factory):
     url = raw.json("getRecordFileUrlFromObs", _url_body(call))["resultData"]["url"]
     expires = parse_qs(urlsplit(url).query)["Expires"][0]
     other = next(c for c in ccfs_sim.calls("acct001", _day(ccfs_sim)) if c.recordings and c is not call)
+    other_url = raw.json("getRecordFileUrlFromObs", _url_body(other, other.recordings[0]))["resultData"]["url"]
+    other_url = other_url if isinstance(other_url, str) else other_url[0]
     cases = [
         _with_query(url, Signature="0" * 64),
         _with_query(url, Expires=str(int(expires) + 3600)),
-        url.replace(call.recordings[0].file_name, other.recordings[0].file_name),
+        urlunsplit(urlsplit(url)._replace(path=urlsplit(other_url).path)),  # another object, this signature
         _with_query(url, Signature=None),
     ]
     for bad in cases:
@@ -431,3 +461,38 @@ def test_plain_http_mode(ccfs_sim_factory, raw_factory):
     assert raw.json("queryBillData", _query_body(sim))["resultCode"] == "0"
     with pytest.raises(httpx.HTTPError):
         httpx.get(sim.base_url.replace("http://", "https://") + "/_admin/counters", verify=False, timeout=5)
+
+
+def test_unknown_code_rate_answers_an_undocumented_code(ccfs_sim, raw_factory):
+    raw = raw_factory(ccfs_sim)
+    call = _recorded(ccfs_sim, 1)
+    ccfs_sim.set_faults(unknown_code_rate=1)
+    for op, body in (("getRecordFileUrlFromObs", _url_body(call)), ("queryBillData", _query_body(ccfs_sim))):
+        reply = raw.json(op, body)
+        assert reply["resultCode"] == "0309999" and reply["resultData"] == ""
+    assert ccfs_sim.counters()["unknown_codes_injected"] == 2
+    ccfs_sim.set_faults(unknown_code_rate=0)
+    assert raw.json("getRecordFileUrlFromObs", _url_body(call))["resultCode"] == "0"
+
+
+@pytest.mark.parametrize(
+    ("style", "pattern"),
+    [
+        ("hex32", r"[0-9a-f]{32}"),
+        ("uuid", r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}"),
+        ("short", r"[a-z0-9]{6,16}"),
+        ("mixed", r"[A-Za-z0-9][A-Za-z0-9_.-]{9,35}"),
+    ],
+)
+def test_response_id_styles(ccfs_sim_factory, raw_factory, style, pattern):
+    from ccfs.models import QueryBillDataResult
+
+    sim = ccfs_sim_factory(response_id_style=style)
+    raw = raw_factory(sim)
+    ids = [raw.json("queryBillData", _query_body(sim))["resultData"]["responseId"] for _ in range(8)]
+    assert len(set(ids)) == 8
+    for rid in ids:
+        assert re.fullmatch(pattern, rid), rid
+        assert QueryBillDataResult.model_validate({"responseId": rid}).responseId == rid
+    names = {q["responseId"]: q["billFileName"] for q in sim.queries()}
+    assert all(re.fullmatch(r"\d{8}_" + re.escape(rid.replace("-", "")) + r"\.zip", names[rid]) for rid in ids)

@@ -240,8 +240,8 @@ BAD_INPUTS: list[tuple[str, Callable[[], dict[str, Any]], int, str]] = [
     ),
     ("billFileName with a bad date", lambda: make_event(_body(billFileName=f"20181302_{RID}.zip")), 400, "date"),
     (
-        "responseId not hex",
-        lambda: make_event(_body(responseId="z" * 32, billFileName=f"20180702_{'z' * 32}.zip")),
+        "responseId with a key separator",
+        lambda: make_event(_body(responseId="zz#zz", billFileName="20180702_zzzz.zip")),
         400,
         "msgBody.responseId",
     ),
@@ -278,6 +278,43 @@ def test_bad_input_is_rejected_and_changes_nothing(
 
 
 # ---------------------------------------------------------------------------- accepted callbacks
+
+
+@pytest.mark.parametrize(
+    ("rid", "name"),
+    [
+        ("k3v9q2", "20180702_k3v9q2.zip"),  # short
+        ("Ab-3_x.Y9-zQ", "20180702_Ab3_x.Y9zQ.zip"),  # mixed case and punctuation, dashes dropped
+        ("Z" * 36, f"20180702_{'Z' * 36}.zip"),  # the longest a 49-character file name allows
+    ],
+)
+@pytest.mark.parametrize("name_field", ["billFileName", "billName"])
+def test_any_response_id_the_field_allows_is_accepted(harness: Harness, rid: str, name: str, name_field: str) -> None:
+    harness.put_job(rid=rid)
+    body = json.dumps({"request": {"version": "2.0"}, "msgBody": {"responseId": rid, name_field: name}})
+    code, reply = harness.call(make_event(body))
+    assert (code, reply["resultCode"]) == (200, "0")
+    job = harness.job(rid)
+    assert job is not None and job["job_status"] == "READY" and job["bill_file_name"] == name
+    assert harness.bills() == [{"responseId": rid, "billFileName": name, "tenant": "_all"}]
+
+
+@pytest.mark.parametrize(
+    ("rid", "name", "where"),
+    [
+        ("a/b", "20180702_ab.zip", "msgBody.responseId"),
+        ("Z" * 37, f"20180702_{'Z' * 37}.zip", "msgBody.responseId"),
+        ("ab", "20180702_ab cd.zip", "msgBody.billName: billFileName must be"),
+    ],
+)
+def test_unusable_response_id_or_name_is_refused_with_the_reason(
+    harness: Harness, rid: str, name: str, where: str
+) -> None:
+    before = harness.items()
+    body = json.dumps({"request": {"version": "2.0"}, "msgBody": {"responseId": rid, "billName": name}})
+    code, reply = harness.call(make_event(body))
+    assert code == 400 and where in reply["resultDesc"], reply
+    assert harness.items() == before and harness.bills() == []
 
 
 def test_vendor_example_event_file_after_re_signing_is_accepted(

@@ -35,6 +35,7 @@ from ccfs.errors import (
     CcfsPermanentError,
     CcfsProtocolError,
     CcfsTransientError,
+    CcfsUnknownResultCode,
 )
 
 AK = "testak"
@@ -409,13 +410,32 @@ def test_result_data_as_json_string_is_accepted(make_client):
     assert client.query_bill_data(BEGIN, END, callback_url="https://cb/x") == RESPONSE_ID
 
 
-@pytest.mark.parametrize("data", ["", {}, {"responseId": "not-hex"}, None])
+@pytest.mark.parametrize("data", ["", {}, {"responseId": ""}, {"responseId": 7}, None])
 def test_success_without_response_id_is_protocol_error(make_client, data, sleeps):
     client, server = make_client(json_reply(data=data))
     with pytest.raises(CcfsProtocolError, match=r"queryBillData: .*responseId"):
         client.query_bill_data(BEGIN, END, callback_url="https://cb/x")
     assert len(server.requests) == 1
     assert sleeps == []
+
+
+@pytest.mark.parametrize(
+    "response_id",
+    ["9239cb50a8384bb0ab503441bf08944", "Ab3_x-Y.9", "r1", "A" * 36, "9239CB50-A838-4BB0-AB50-3441BF089446"],
+)
+def test_any_response_id_the_field_allows_is_returned(make_client, response_id):
+    client, _ = make_client(json_reply(data={"responseId": response_id}))
+    assert client.query_bill_data(BEGIN, END, callback_url="https://cb/x") == response_id
+
+
+@pytest.mark.parametrize("response_id", ["a/b", "a#b", "A" * 37, "-abc", "a b", "a|b", "ré"])
+def test_unusable_response_id_is_a_permanent_error_not_retried(make_client, sleeps, response_id):
+    client, server = make_client(json_reply(data={"responseId": response_id}))
+    with pytest.raises(CcfsPermanentError, match="responseId the exporter cannot use") as info:
+        client.query_bill_data(BEGIN, END, callback_url="https://cb/x")
+    assert type(info.value) is CcfsPermanentError
+    assert "1-36 letters" in str(info.value)
+    assert len(server.requests) == 1 and sleeps == []
 
 
 # ---------------------------------------------------------------------------- URL list shapes
@@ -435,11 +455,39 @@ URL_B = "https://obs.example.com/b/2.wav?AccessKeyId=A&Expires=1&Signature=z"
         pytest.param({"urls": [URL_A, URL_B]}, [URL_A, URL_B], id="resultData-urls"),
         pytest.param(json.dumps({"url": [URL_A]}), [URL_A], id="resultData-json-string"),
         pytest.param({"url": "https://h/a.wav?x=1,2"}, ["https://h/a.wav?x=1,2"], id="comma-inside-url"),
+        pytest.param({"url": f"{URL_A};{URL_B}"}, [URL_A, URL_B], id="semicolon-separated"),
+        pytest.param({"url": f"{URL_A}; {URL_B};"}, [URL_A, URL_B], id="semicolon-space-trailing"),
+        pytest.param({"url": f"{URL_A} {URL_B}"}, [URL_A, URL_B], id="space-separated"),
+        pytest.param({"url": f"{URL_A}\n{URL_B}\n"}, [URL_A, URL_B], id="newline-separated"),
+        pytest.param({"url": f"{URL_A}\r\n\t{URL_B}"}, [URL_A, URL_B], id="crlf-tab-separated"),
+        pytest.param({"url": "https://h/a.wav?x=1;2"}, ["https://h/a.wav?x=1;2"], id="semicolon-inside-url"),
+        pytest.param({"url": [f"{URL_A},{URL_B}"]}, [URL_A, URL_B], id="array-of-one-joined-string"),
     ],
 )
 def test_record_file_url_shapes(make_client, data, expected):
     client, _ = make_client(json_reply(data=data))
     assert client.get_record_file_urls("1637742300-27", BEGIN, END) == expected
+
+
+def top_level_url_reply(url: Any, data: Any) -> httpx.Response:
+    body = {"resultCode": "0", "resultDesc": "success", "resultData": data, "url": url}
+    return httpx.Response(200, headers={"Content-Type": JSON_CT}, content=json.dumps(body).encode())
+
+
+@pytest.mark.parametrize("data", ["", {}, None], ids=["empty-string", "empty-object", "null"])
+@pytest.mark.parametrize(
+    "url",
+    [[URL_A, URL_B], f"{URL_A},{URL_B}", f"{URL_A}\n{URL_B}"],
+    ids=["array", "comma", "newline"],
+)
+def test_url_beside_result_data_at_top_level(make_client, url, data):
+    client, _ = make_client(top_level_url_reply(url, data))
+    assert client.get_record_file_urls("1637742300-27", BEGIN, END) == [URL_A, URL_B]
+
+
+def test_url_inside_result_data_wins_over_top_level(make_client):
+    client, _ = make_client(top_level_url_reply(URL_B, {"url": URL_A}))
+    assert client.get_record_file_urls("1637742300-27", BEGIN, END) == [URL_A]
 
 
 @pytest.mark.parametrize("data", ["", {}, {"url": []}, {"url": ""}, {"url": "ftp://h/a.wav"}, {"url": [1]}])
@@ -451,7 +499,7 @@ def test_record_file_url_missing_or_bad_is_protocol_error(make_client, data):
 
 # ---------------------------------------------------------------------------- result codes
 
-PERMANENT = [f"030000{i}" for i in range(1, 8)] + ["0300010", "0300099", "9999999"]
+PERMANENT = [f"030000{i}" for i in range(1, 8)] + ["0300010"]
 
 
 @pytest.mark.parametrize("code", PERMANENT)
@@ -482,15 +530,53 @@ def test_integer_flow_control_code_is_retried(make_client, sleeps):
     assert len(sleeps) == 1
 
 
-@pytest.mark.parametrize("code", ["-1", "ERR_INTERNAL", "12345678"])
-def test_odd_result_codes_are_permanent_and_named(make_client, sleeps, code):
-    client, _ = make_client(json_reply(code=code, desc="boom"))
-    with pytest.raises(CcfsPermanentError) as info:
+@pytest.mark.parametrize("code", ["-1", "ERR_INTERNAL", "12345678", "0300011", "0300099", "9999999"])
+def test_undocumented_result_codes_are_retried_with_backoff_then_fail_transiently(sleeps, code):
+    seen: list[tuple[str, str]] = []
+    server = Server(*[json_reply(code=code, desc="boom")] * 4)
+    client = CcfsClient(
+        CcfsConfig(BASE, AK, SK),
+        transport=httpx.MockTransport(server),
+        sleep=sleeps.append,
+        clock=lambda: NOW,
+        on_unknown_code=lambda op, c: seen.append((op, c)),
+    )
+    with client, pytest.raises(CcfsUnknownResultCode) as info:
         client.query_bill_data(BEGIN, END, callback_url="https://cb/x")
-    assert type(info.value) is CcfsPermanentError
-    assert code in str(info.value)
-    assert "boom" in str(info.value)
-    assert sleeps == []
+    assert isinstance(info.value, CcfsTransientError) and not isinstance(info.value, CcfsPermanentError)
+    assert code in str(info.value) and "boom" in str(info.value) and "gave up after 4 attempts" in str(info.value)
+    assert len(server.requests) == 4 and len(sleeps) == 3  # bounded: RetryPolicy.attempts, backoff between
+    assert seen == [("queryBillData", code)] * 4  # every sighting reaches the alarm hook
+
+
+def test_undocumented_code_then_success_still_reports_the_code(sleeps):
+    seen: list[tuple[str, str]] = []
+    server = Server(json_reply(code="0399999"), json_reply(data={"url": URL_A}))
+    client = CcfsClient(
+        CcfsConfig(BASE, AK, SK),
+        transport=httpx.MockTransport(server),
+        sleep=sleeps.append,
+        clock=lambda: NOW,
+        on_unknown_code=lambda op, c: seen.append((op, c)),
+    )
+    with client:
+        assert client.get_record_file_urls("1637742300-27", BEGIN, END) == [URL_A]
+    assert seen == [("getRecordFileUrlFromObs", "0399999")] and len(sleeps) == 1
+
+
+def test_documented_codes_do_not_reach_the_unknown_code_hook(sleeps):
+    seen: list[tuple[str, str]] = []
+    server = Server(json_reply(code="0300009"), json_reply(code="0300004"))
+    client = CcfsClient(
+        CcfsConfig(BASE, AK, SK),
+        transport=httpx.MockTransport(server),
+        sleep=sleeps.append,
+        clock=lambda: NOW,
+        on_unknown_code=lambda op, c: seen.append((op, c)),
+    )
+    with client, pytest.raises(CcfsPermanentError):
+        client.query_bill_data(BEGIN, END, callback_url="https://cb/x")
+    assert seen == []
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from ccfs.errors import (
     CcfsPermanentError,
     CcfsProtocolError,
     CcfsTransientError,
+    CcfsUnknownResultCode,
     error_for_code,
     redact,
     redact_url,
@@ -52,10 +53,13 @@ def test_no_data_is_not_found():
 
 
 @pytest.mark.parametrize("code", ["0300011", "0300099", "1234567"])
-def test_unknown_codes_are_permanent(code):
+def test_unknown_codes_are_transient_and_recognisable(code):
+    # protocol §7: an undocumented code is retried (bounded) and alarmed, never failed on first sight
     error = error_for_code("downloadRecord", code, "something odd")
-    assert type(error) is CcfsPermanentError
-    assert str(error) == f"downloadRecord: unexpected result code: something odd (resultCode {code})"
+    assert type(error) is CcfsUnknownResultCode
+    assert isinstance(error, CcfsTransientError) and error.retryable
+    assert not isinstance(error, CcfsPermanentError)
+    assert str(error) == f"downloadRecord: undocumented result code: something odd (resultCode {code})"
 
 
 def test_description_equal_to_meaning_is_not_repeated():

@@ -254,6 +254,27 @@ def test_callback_with_and_without_account_and_unknown_fields() -> None:
     assert BillCallback.model_validate(wrapped).msgBody.responseId == RESPONSE_ID
 
 
+@pytest.mark.parametrize(
+    ("response_id", "bill_file_name"),
+    [
+        ("k3v9q2", "20180702_k3v9q2.zip"),
+        ("Ab-3_x.Y9-zQ", "20180702_Ab3_x.Y9zQ.zip"),
+        ("Z" * 36, f"20180702_{'Z' * 36}.zip"),
+    ],
+)
+def test_callback_accepts_other_response_id_shapes_and_bill_name_alias(response_id: str, bill_file_name: str) -> None:
+    for field_name in ("billFileName", "billName"):
+        body = BillCallbackBody.model_validate({"responseId": response_id, field_name: bill_file_name})
+        assert (body.responseId, body.billFileName) == (response_id, bill_file_name)
+
+
+def test_callback_bill_name_alias_is_checked_like_bill_file_name() -> None:
+    data = {"responseId": RESPONSE_ID, "billName": "20180702_0000cb50a8384bb0ab503441bf089446.zip"}
+    with pytest.raises(ValidationError, match="does not carry"):
+        BillCallbackBody.model_validate(data)
+    assert code_of(BillCallbackBody, {"responseId": RESPONSE_ID}) == "0300001"  # neither name: missing
+
+
 def test_callback_with_dashed_response_id_uses_it_without_dashes_in_the_file_name() -> None:
     body = BillCallbackBody.model_validate({"responseId": DASHED_ID, "billFileName": BILL_FILE})
     assert body.responseId == DASHED_ID
@@ -279,21 +300,39 @@ def test_callback_file_name_must_carry_its_response_id(bill_file_name: str) -> N
 @pytest.mark.parametrize(
     "response_id",
     [
-        "9239cb50a8384bb0ab503441bf08944",  # 31 hex
-        "9239cb50a8384bb0ab503441bf0894466",  # 33 hex
-        "9239cb50a8384bb0ab503441bf08944g",
-        "9239cb50a838-4bb0-ab50-3441bf089446",
-        "9239cb50-a838-4bb0-ab50-3441bf089446-",
+        "A" * 37,  # yyyyMMdd_{37}.zip would be 50 characters: over billFileName's 49
+        "a/b",  # adds an S3 key level
+        "a#b",  # the jobs table's key separator
+        "a|b",
+        "a=b",
+        "a b",
+        "-abc",  # must start with a letter or digit
+        ".abc",
+        "ré",
         RESPONSE_ID + "\n",
         "",
     ],
 )
 def test_invalid_response_ids(response_id: str) -> None:
-    with pytest.raises(ValidationError):
+    with pytest.raises(ValidationError) as info:
         QueryBillDataResult.model_validate({"responseId": response_id})
+    assert "1-36 letters, digits, '-', '_' or '.'" in str(info.value)
 
 
-@pytest.mark.parametrize("response_id", [RESPONSE_ID, RESPONSE_ID.upper(), DASHED_ID])
+@pytest.mark.parametrize(
+    "response_id",
+    [
+        RESPONSE_ID,
+        RESPONSE_ID.upper(),
+        DASHED_ID,
+        "9239cb50a8384bb0ab503441bf08944",  # 31 hex
+        "9239cb50a838-4bb0-ab50-3441bf089446",  # dashed differently
+        "r",
+        "k3v9q2",
+        "Ab-3_x.Y9-zQ",
+        "Z" * 36,
+    ],
+)
 def test_valid_response_ids(response_id: str) -> None:
     assert QueryBillDataResult.model_validate({"responseId": response_id}).responseId == response_id
 

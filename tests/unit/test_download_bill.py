@@ -231,6 +231,9 @@ def test_bill_happy_path(aws, handler, lambda_context, capsys):
         "callDate": "2018-07-03",
         "ordinal": 1,
         "count": 1,
+        "ordinalCertain": True,
+        "urlOrdinal": 1,
+        "urlCount": 1,
         "row": dict(zip(RECORD_COLUMNS, INDEX_1[2], strict=True)),
     }
 

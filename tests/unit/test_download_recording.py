@@ -634,3 +634,80 @@ def test_event_file_is_a_valid_recording_batch():
         assert (body.ordinal, body.count) == (ordinal, 2)
         assert ":aicc-export-RecordingQueue-" in record["eventSourceARN"]
         assert body.keys()[0].startswith("recordings/account_id=acct001/call_date=2018-07-02/1530497000-101/")
+
+
+# ---------------------------------------------------------------------------- name-free URLs (issue 12)
+
+
+def uuid_url(n: int) -> str:
+    return f"https://{OBS}/ccfs/record/dev/13ddcde6-0000-4000-8000-00000000000{n}?AccessKeyId=AK&Signature=SECRET"
+
+
+def two_recording_bodies(*, certain: bool = True) -> list[dict[str, Any]]:
+    first, second = body_for(CALL, "0903379", 1, 2), body_for(CALL, "0903380", 2, 2)
+    for body in (first, second):
+        body["ordinalCertain"] = certain
+    return [first, second]
+
+
+def serve_uuid_urls(fake: FakeCcfs, datas: list[bytes]) -> None:
+    for n, data in enumerate(datas, start=1):
+        path = httpx.URL(uuid_url(n)).path
+        fake.routes[path] = [lambda r, d=data: httpx.Response(200, content=d)]
+
+
+def test_name_free_urls_are_matched_by_the_documented_order(aws, fake, handler, lambda_context, capsys):
+    start_job(aws, total=2)
+    bodies = two_recording_bodies()
+    datas = [wav("first"), wav("second")]
+    serve_uuid_urls(fake, datas)
+    fake.url_replies = [[uuid_url(1), uuid_url(2)]]
+    assert handler.lambda_handler(rec_event(aws, [bodies[1]]), lambda_context) == {"batchItemFailures": []}
+    assert read(aws, final_key(bodies[1])) == datas[1]  # the 2nd URL for the 2nd recording
+    assert fake.file_calls == [] and "RecordingFallbacks" not in emitted(capsys)
+
+
+@pytest.mark.parametrize(
+    ("urls", "certain", "why"),
+    [
+        pytest.param([1], True, "1 URLs returned for the call's 2 indexed recordings", id="fewer-urls"),
+        pytest.param([1, 2, 3], True, "3 URLs returned for the call's 2 indexed recordings", id="more-urls"),
+        pytest.param([1, 2], False, "is not certain", id="same-begin-and-end"),
+    ],
+)
+def test_unmatchable_name_free_urls_fall_back_to_the_file_name(
+    aws, fake, handler, lambda_context, capsys, urls, certain, why
+):
+    start_job(aws, total=2)
+    body = two_recording_bodies(certain=certain)[1]
+    serve_uuid_urls(fake, [wav(f"other-{n}") for n in urls])  # would be the wrong recording's bytes
+    fake.url_replies = [[uuid_url(n) for n in urls]]
+    data = fake.files[body["fileName"]] = wav("by-name")
+    assert handler.lambda_handler(rec_event(aws, [body]), lambda_context) == {"batchItemFailures": []}
+    assert fake.file_calls == [body["fileName"]] and fake.requests == []  # no URL was fetched
+    assert read(aws, final_key(body)) == data
+    assert emitted(capsys)["RecordingFallbacks"] == 1
+
+
+def test_unmatchable_urls_without_the_file_by_name_fail_with_the_reason(aws, fake, handler, lambda_context):
+    start_job(aws, total=2)
+    body = two_recording_bodies(certain=False)[0]
+    fake.url_replies = [[uuid_url(1), uuid_url(2)]]
+    assert handler.lambda_handler(rec_event(aws, [body]), lambda_context) == {"batchItemFailures": []}
+    rec = progress(aws).get_recording(RID, CALL, stem_of(body))
+    assert rec is not None and rec["status"] == "FAILED"
+    assert "is not certain" in rec["error"] and "downloadRecordFile found no recording either" in rec["error"]
+    assert objects(aws, "recordings/") == []
+
+
+def test_a_message_with_an_unusable_response_id_is_consumed_with_the_reason(
+    aws, fake, handler, lambda_context, capsys, monkeypatch
+):
+    logged: list[tuple[str, dict[str, Any]]] = []
+    monkeypatch.setattr(exporter_aws.logger, "error", lambda msg, **kw: logged.append((msg, kw.get("extra", {}))))
+    body = {**FILE_BODIES[0], "responseId": "a/b"}
+    assert handler.lambda_handler(rec_event(aws, [body]), lambda_context) == {"batchItemFailures": []}
+    [(msg, extra)] = logged
+    assert msg == "message refused for good, not retried" and "responseId must be 1-36 letters" in extra["reason"]
+    assert emitted(capsys)["RecordingsFailed"] == 1
+    assert fake.url_calls == [] and objects(aws) == []

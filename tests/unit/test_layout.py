@@ -105,5 +105,5 @@ def test_pick_url():
     assert pick_url(urls, "/10/1/record/0903379.wav", 1, 2) == urls[1]  # by stem, whatever the order
     anonymous = ["https://h/a?sig=1", "https://h/b?sig=2"]
     assert pick_url(anonymous, "/r/0903379.wav", 2, 2) == anonymous[1]  # by ordinal when len == count
-    assert pick_url(anonymous[:1], "/r/0903379.wav", 2, 2) == anonymous[0]  # the only one
+    assert pick_url(anonymous[:1], "/r/0903379.wav", 2, 2) is None  # one URL for two recordings: whose?
     assert pick_url(anonymous, "/r/0903379.wav", 1, 3) is None  # ambiguous: fall back

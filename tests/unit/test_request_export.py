@@ -18,7 +18,13 @@ import botocore.loaders
 import botocore.session
 import pytest
 
-from ccfs.errors import CcfsAuthError, CcfsNotFound, CcfsPermanentError, CcfsTransientError
+from ccfs.errors import (
+    CcfsAuthError,
+    CcfsNotFound,
+    CcfsPermanentError,
+    CcfsTransientError,
+    CcfsUnknownResultCode,
+)
 from exporter import ccfs_factory
 from exporter.aws import resource
 from exporter.config import Settings
@@ -330,6 +336,33 @@ def test_permanent_error_fails_the_window_and_is_counted(
 
     summary = handler.lambda_handler(event, lambda_context)  # next tick continues after it
     assert summary["requested"] == 4
+
+
+def test_undocumented_result_code_keeps_the_window_claimed_for_the_reconciler(
+    handler: Any, ccfs: FakeCcfs, lambda_context: Any, capsys: Any
+) -> None:
+    # what the client raises after its own retries (protocol §7: never fail a window on first sight)
+    ccfs.errors = [CcfsUnknownResultCode("queryBillData", "undocumented result code (gave up)", "0309999")]
+    event = json.loads((EVENTS / "schedule.json").read_text())
+    summary = handler.lambda_handler(event, lambda_context)
+
+    assert summary["failed"] == 0 and summary["requested"] == 0 and summary["ccfsErrors"] == 1
+    assert len(ccfs.calls) == 1  # CC-FS left alone for the rest of the tick
+    settings = Settings.from_env()
+    kept = window_item(settings, WINDOWS_AT_T[0])
+    assert kept["job_status"] == "CLAIMED" and "0309999" in kept["last_error"]
+    metrics = emitted_metrics(capsys.readouterr().out)
+    assert "JobsFailed" not in metrics and metrics["CcfsErrors"] == 1
+
+
+def test_unknown_code_hook_counts_the_alarmed_metric(capsys: Any) -> None:
+    from exporter import ccfs_factory
+    from exporter.aws import metrics
+
+    ccfs_factory.count_unknown_code("getRecordFileUrlFromObs", "0309999")
+    ccfs_factory.count_unknown_code("queryBillData", "0309999")
+    metrics.flush_metrics()
+    assert emitted_metrics(capsys.readouterr().out)["CcfsUnknownResultCode"] == 2
 
 
 def test_auth_error_stops_everything_keeps_the_window_and_fails_the_invocation(

@@ -81,7 +81,14 @@ DATA_RESOURCES = {
     "RecordingDLQ": "AWS::SQS::Queue",
     "ScheduleDLQ": "AWS::SQS::Queue",
 }
-CUSTOM_METRICS = {"BillEntriesUnrecognised", "CallbackSignatureRejected", "JobsFailed", "RecordingsFailed"}
+CUSTOM_METRICS = {
+    "BillEntriesUnrecognised",
+    "CallbackSignatureRejected",
+    "CcfsUnknownResultCode",
+    "JobsFailed",
+    "JobsPartial",
+    "RecordingsFailed",
+}
 
 # Allow statements that may use a wildcard action or resource, keyed by (resource, Sid).
 IAM_EXCEPTIONS = {

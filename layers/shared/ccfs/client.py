@@ -40,10 +40,12 @@ from ccfs.errors import (
     CcfsPermanentError,
     CcfsProtocolError,
     CcfsTransientError,
+    CcfsUnknownResultCode,
     error_for_code,
     redact,
 )
 from ccfs.models import (
+    RESPONSE_ID_RULE,
     CcfsReply,
     DownloadBillFileBody,
     DownloadBillFileRequest,
@@ -231,9 +233,13 @@ class CcfsClient:
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], datetime] | None = None,
+        on_unknown_code: Callable[[str, str], None] | None = None,
     ) -> None:
         self._config = config
         self._sleep = sleep
+        # Called with (operation, resultCode) on every reply carrying an undocumented code, retried
+        # or not, so the caller can alarm on it (the exporter counts CcfsUnknownResultCode).
+        self._on_unknown_code = on_unknown_code
         self._clock = clock or (lambda: datetime.now(UTC))
         url = httpx.URL(config.base_url)
         self._host = url.netloc.decode("ascii")  # host[:port], port only when non-default
@@ -332,9 +338,16 @@ class CcfsClient:
             ),
         )
         reply = self._call(op, body, lambda r: self._json_reply(op, r))
+        data = self._result_data(reply)
         try:
-            result = QueryBillDataResult.model_validate(self._result_data(reply))
+            result = QueryBillDataResult.model_validate(data)
         except ValidationError:
+            if isinstance(data, dict) and isinstance(data.get("responseId"), str) and data["responseId"]:
+                # CC-FS made the job, but its id cannot name our S3 keys or job item: asking again
+                # would not help, and the callback for it would be refused the same way.
+                raise CcfsPermanentError(
+                    op, f"reply carries a responseId the exporter cannot use (must be {RESPONSE_ID_RULE})"
+                ) from None
             raise CcfsProtocolError(op, "reply carries no valid resultData.responseId") from None
         return result.responseId
 
@@ -361,7 +374,10 @@ class CcfsClient:
             lambda: GetRecordFileUrlRequest(callId=call_id, beginTime=begin, endTime=end, version=version),
         )
         reply = self._call(op, body, lambda r: self._json_reply(op, r))
-        return self._urls(op, self._result_data(reply))
+        data = self._result_data(reply)
+        if reply.url is not None and not (isinstance(data, dict) and ("url" in data or "urls" in data)):
+            data = {"url": reply.url}  # §5: ``url`` beside resultData, at the top level of the reply
+        return self._urls(op, data)
 
     def download_record_file(self, file_name: str, sink: BinaryIO) -> int:
         """Stream one recording (``file_name`` as in the recording index) into ``sink``."""
@@ -432,8 +448,8 @@ class CcfsClient:
                             exc.code,
                         ) from exc
                     sink.rewind()
-                if attempt == policy.attempts:
-                    raise CcfsTransientError(
+                if attempt == policy.attempts:  # same class: an undocumented code stays recognisable
+                    raise type(exc)(
                         op, f"{reason} (gave up after {attempt} attempt{'s' if attempt > 1 else ''})", exc.code
                     ) from exc
                 delay = _random.uniform(0.0, policy.backoff_cap(attempt - 1))
@@ -499,8 +515,7 @@ class CcfsClient:
         except (ValueError, ValidationError):  # JSONDecodeError/UnicodeDecodeError are ValueErrors
             raise CcfsProtocolError(op, "JSON reply without a valid resultCode") from None
 
-    @staticmethod
-    def _raise_for_code(op: str, reply: CcfsReply) -> None:
+    def _raise_for_code(self, op: str, reply: CcfsReply) -> None:
         code = reply.resultCode.strip()
         if code == "0":
             return
@@ -509,7 +524,16 @@ class CcfsClient:
         desc = redact(reply.resultDesc)[:_MAX_DESC]
         if not (code.isdigit() and len(code) == 7):  # errors.py only quotes 7-digit codes
             desc = f"resultCode {redact(code)[:20]!r}" + (f": {desc}" if desc else "")
-        raise error_for_code(op, code, desc)
+        error = error_for_code(op, code, desc)
+        if isinstance(error, CcfsUnknownResultCode):
+            logger.warning(
+                "CC-FS %s answered an undocumented resultCode; retrying with backoff",
+                op,
+                extra={"operation": op, "code": redact(code)[:20]},
+            )
+            if self._on_unknown_code is not None:
+                self._on_unknown_code(op, redact(code)[:20])
+        raise error
 
     def _json_reply(self, op: str, response: httpx.Response) -> CcfsReply:
         media_type = _media_type(response)

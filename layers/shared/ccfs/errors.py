@@ -19,7 +19,9 @@ __all__ = [
     "CcfsPermanentError",
     "CcfsProtocolError",
     "CcfsTransientError",
+    "CcfsUnknownResultCode",
     "error_for_code",
+    "is_documented_code",
     "redact",
     "redact_url",
 ]
@@ -62,8 +64,18 @@ class CcfsTransientError(CcfsError):
     retryable = True
 
 
+class CcfsUnknownResultCode(CcfsTransientError):
+    """A resultCode the documentation does not list (§7: "retry a bounded number of times with
+    backoff, alarm; never fail a window on first sight"). Transient, so the client retries it with
+    backoff and callers treat it as CC-FS being unwell (the window stays CLAIMED for the reconciler,
+    the recording message is redelivered by SQS up to maxReceiveCount); the client reports every
+    sighting to its ``on_unknown_code`` hook, which the exporter turns into the alarmed metric
+    ``CcfsUnknownResultCode``. Bounded: the reconciler gives a window up after STALLED_JOB_HOURS, a
+    recording is recorded FAILED on its last delivery."""
+
+
 class CcfsPermanentError(CcfsError):
-    """0300001-0300007, 0300010, other non-zero codes: the request must be fixed, not retried."""
+    """0300001-0300007, 0300010: the request must be fixed, not retried."""
 
 
 class CcfsNotFound(CcfsError):
@@ -78,15 +90,22 @@ class CcfsProtocolError(CcfsError):
     """The reply did not match the protocol (wrong content type, undecodable JSON, bad shape)."""
 
 
+def is_documented_code(code: str) -> bool:
+    """Whether §7 documents this resultCode (``0`` included)."""
+    return code == SUCCESS or code in RESULT_DESCRIPTIONS
+
+
 def error_for_code(operation: str, code: str, desc: str = "") -> CcfsError:
-    """Map a non-zero resultCode to its typed error."""
-    meaning = RESULT_DESCRIPTIONS.get(code, "unexpected result code")
+    """Map a non-zero resultCode to its typed error (undocumented codes: :class:`CcfsUnknownResultCode`)."""
+    meaning = RESULT_DESCRIPTIONS.get(code, "undocumented result code")
     message = f"{meaning}: {desc}" if desc and desc != meaning else meaning
     if code in TRANSIENT_CODES:
         return CcfsTransientError(operation, message, code)
     if code == NOT_FOUND:
         return CcfsNotFound(operation, message, code)
-    return CcfsPermanentError(operation, message, code)
+    if code in PERMANENT_CODES:
+        return CcfsPermanentError(operation, message, code)
+    return CcfsUnknownResultCode(operation, message, code)
 
 
 def redact_url(url: str) -> str:

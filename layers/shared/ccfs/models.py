@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
+    AliasChoices,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -29,6 +30,7 @@ from pydantic_core import PydanticCustomError
 __all__ = [
     "MAX_WINDOW",
     "PROTOCOL_VERSION",
+    "RESPONSE_ID_RULE",
     "TIME_FORMAT",
     "BillCallback",
     "BillCallbackBody",
@@ -47,8 +49,10 @@ __all__ = [
     "QueryBillDataRequest",
     "QueryBillDataResult",
     "RecordFileUrlResult",
+    "ResponseId",
     "VersionHeader",
     "bill_file_date",
+    "check_response_id",
     "format_time",
     "parse_time",
     "result_code_for",
@@ -60,8 +64,16 @@ TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 MAX_WINDOW = timedelta(days=3)
 # \Z, not $ ($ also matches before a trailing newline); ASCII, or \d would accept any Unicode digit.
 _TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\Z", re.ASCII)
-_BILL_FILE_RE = re.compile(r"^(?P<date>\d{8})_(?P<rid>[A-Za-z0-9]{1,36})\.zip\Z", re.ASCII)
-_RESPONSE_ID_RE = re.compile(r"^(?:[0-9a-fA-F]{32}|[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12})$")
+# responseId: the vendor shows 32 hex digits, but the field is only bounded by the bill file name
+# ``yyyyMMdd_{responseId}.zip`` (string(1-49)), so up to 36 characters. Any letter, digit, "-", "_" or
+# "." is accepted, starting with a letter or digit: every such value is safe as an S3 key segment
+# (exporter.layout) and inside the jobs table's "JOB#{responseId}" key. "/", "#", "|", "=",
+# whitespace and the rest are refused: they would add key levels or collide with our separators.
+_RESPONSE_ID_CHARS = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,35}"
+_RESPONSE_ID_RE = re.compile(rf"^{_RESPONSE_ID_CHARS}\Z", re.ASCII)
+# The file name carries the responseId "without dashes" (§3).
+_BILL_FILE_RE = re.compile(r"^(?P<date>\d{8})_(?P<rid>[A-Za-z0-9][A-Za-z0-9_.]{0,35})\.zip\Z", re.ASCII)
+RESPONSE_ID_RULE = "1-36 letters, digits, '-', '_' or '.', starting with a letter or digit"
 
 
 def parse_time(value: str) -> datetime:
@@ -122,7 +134,8 @@ def _check_bill_file_name(value: str) -> str:
     match = _BILL_FILE_RE.match(value)
     if not match:
         raise PydanticCustomError(
-            "bill_file_name", "billFileName must be yyyyMMdd_<responseId>.zip (letters and digits only)"
+            "bill_file_name",
+            "billFileName must be yyyyMMdd_<responseId without dashes>.zip: 1-36 letters, digits, '_' or '.'",
         )
     try:
         datetime.strptime(match["date"], "%Y%m%d")
@@ -131,8 +144,16 @@ def _check_bill_file_name(value: str) -> str:
     return value
 
 
+def check_response_id(value: str) -> str:
+    """``value`` when it is a responseId the exporter can use (see ``_RESPONSE_ID_CHARS``), else a
+    ``ValueError`` (pydantic: error type ``response_id``) that says what is allowed."""
+    if not isinstance(value, str) or not _RESPONSE_ID_RE.match(value):
+        raise PydanticCustomError("response_id", f"responseId must be {RESPONSE_ID_RULE}")
+    return value
+
+
 BillFileName = Annotated[str, StringConstraints(min_length=1), AfterValidator(_check_bill_file_name)]
-ResponseId = Annotated[str, StringConstraints(pattern=_RESPONSE_ID_RE.pattern)]
+ResponseId = Annotated[str, AfterValidator(check_response_id)]
 
 
 def bill_file_date(name: str) -> date:
@@ -252,6 +273,9 @@ class CcfsReply(_Tolerant):
     resultCode: str
     resultDesc: str = ""
     resultData: Any = None
+    url: Any = None
+    """getRecordFileUrlFromObs: the field table lists ``url`` on its own, so it may come beside
+    ``resultData`` at the top level instead of inside it (protocol §5)."""
 
     @field_validator("resultCode", mode="before")
     @classmethod
@@ -267,14 +291,21 @@ class QueryBillDataResult(_Tolerant):
     responseId: ResponseId
 
 
+_URL_START = r"(?=https?://)"
+_URL_SEPARATORS = re.compile(rf"\s+|[,;]+\s*{_URL_START}", re.IGNORECASE)
+
+
 def split_url_list(value: str) -> list[str]:
-    """Split a comma-separated URL list. Commas inside a URL (e.g. in its query) are kept: a new
-    item starts only where ``http://`` or ``https://`` follows the comma."""
-    return [u.strip() for u in re.split(r",\s*(?=https?://)", value) if u.strip()]
+    """Split a URL list sent as one string: separated by commas, semicolons, whitespace or newlines
+    (protocol §5 does not fix the shape). Whitespace always separates (a URL has none); a comma or
+    semicolon separates only where ``http://``/``https://`` follows, so one inside a URL (its query)
+    is kept. Stray separators at either end of an item are dropped."""
+    return [u for u in (part.strip(",; ") for part in _URL_SEPARATORS.split(value)) if u]
 
 
 class RecordFileUrlResult(_Tolerant):
-    """``url`` may be one string, a JSON array of strings, or a comma-separated string."""
+    """``url`` may be one string, a JSON array of strings, or one string holding several URLs
+    separated by commas, semicolons or whitespace (:func:`split_url_list`)."""
 
     url: list[str]
 
@@ -283,6 +314,8 @@ class RecordFileUrlResult(_Tolerant):
     def _normalise(cls, value: Any) -> Any:
         if isinstance(value, str):
             value = split_url_list(value)
+        elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+            value = [u for v in value for u in split_url_list(v)]
         if isinstance(value, list) and not value:
             raise PydanticCustomError("url_list", "reply carries no URL")
         return value
@@ -292,8 +325,11 @@ class RecordFileUrlResult(_Tolerant):
 
 
 class BillCallbackBody(_Tolerant):
+    """The callback's ``msgBody``. The vendor's prose also calls the file name ``billName``: accepted
+    as an alias of ``billFileName``. The name carries the responseId "without dashes" (§3)."""
+
     responseId: ResponseId
-    billFileName: BillFileName
+    billFileName: BillFileName = Field(validation_alias=AliasChoices("billFileName", "billName"))
     accountId: OptStr20 = None
 
     @model_validator(mode="after")

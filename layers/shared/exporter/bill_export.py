@@ -20,6 +20,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ccfs.bills import BillError, BillFile
 from ccfs.errors import CcfsAuthError, CcfsNotFound, CcfsPermanentError
-from ccfs.models import MAX_WINDOW, format_time, parse_time
+from ccfs.models import MAX_WINDOW, BillFileName, ResponseId, format_time, parse_time
 from exporter import layout
 from exporter.aws import logger, metrics
 from exporter.keys import JobStatus, utc_now_iso
@@ -61,8 +62,8 @@ class BillMessage(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    responseId: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9-]+$")
-    billFileName: str = Field(min_length=1, max_length=49, pattern=r"^\d{8}_[A-Za-z0-9]+\.zip$")
+    responseId: ResponseId
+    billFileName: BillFileName
     tenant: str = Field(min_length=1, max_length=64)
     accountId: str | None = None
 
@@ -118,7 +119,7 @@ class _Recordings:
 
     path: str
     handle: IO[str]
-    per_call: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    per_call: dict[str, list[tuple[str, str, str, bool]]] = field(default_factory=dict)  # begin, end, name, timed
     seen: set[tuple[str, str]] = field(default_factory=set)
     total: int = 0
     duplicates: int = 0
@@ -268,22 +269,51 @@ def _add_recording(recordings: _Recordings, descriptor: dict[str, Any], row: dic
         recordings.duplicates += 1
         return
     recordings.seen.add(unique)
-    recordings.per_call.setdefault(call_id, []).append((descriptor["callBegin"], file_name))
+    recordings.per_call.setdefault(call_id, []).append(
+        (descriptor["callBegin"], descriptor["callEnd"], file_name, _has_times(row))
+    )
     recordings.handle.write(json.dumps({**descriptor, "row": row}, ensure_ascii=False) + "\n")
     recordings.total += 1
 
 
+def _has_times(row: dict[str, str]) -> bool:
+    """Whether an index row has a valid call_begin and call_end (its place in the call is known)."""
+    try:
+        parse_time((row.get("call_begin") or "").strip())
+        parse_time((row.get("call_end") or "").strip())
+    except ValueError:
+        return False
+    return True
+
+
 def _recording_messages(recordings: _Recordings, response_id: str, tenant: str) -> Iterator[str]:
-    """RecordingQueue bodies, read back from the JSONL file; ordinal is 1-based per call."""
-    ordinals: dict[tuple[str, str], tuple[int, int]] = {}
+    """RecordingQueue bodies, read back from the JSONL file; ordinal is 1-based per call.
+
+    A call's rows are ordered as CC-FS orders its URLs, "by start time and end time" (protocol §5):
+    by call_begin, then call_end, then file name (only to be deterministic). ``ordinalCertain`` is
+    false where that order is a guess: two rows with the same begin and end, or a row of the call
+    without valid times (its place is unknown, so everyone's is).
+    """
+    ordinals: dict[tuple[str, str], tuple[int, int, bool, int, int]] = {}
     for call_id, items in recordings.per_call.items():
         ordered = sorted(items)
-        for position, (_begin, file_name) in enumerate(ordered, start=1):
-            ordinals[(call_id, file_name)] = (position, len(ordered))
+        all_timed = all(timed for *_, timed in items)
+        times = Counter((begin, end) for begin, end, _name, _timed in items)
+        for position, (begin, end, file_name, _timed) in enumerate(ordered, start=1):
+            # The recording step asks for this row's [callBegin, callEnd]: CC-FS answers the call's
+            # recordings that begin inside it (this one and any that start before it ends).
+            in_window = [item[2] for item in ordered if begin <= item[0] <= end]
+            ordinals[(call_id, file_name)] = (
+                position,
+                len(ordered),
+                all_timed and times[(begin, end)] == 1,
+                in_window.index(file_name) + 1,
+                len(in_window),
+            )
     with open(recordings.path, encoding="utf-8") as source:
         for line in source:
             descriptor = json.loads(line)
-            ordinal, count = ordinals[(descriptor["callId"], descriptor["fileName"])]
+            ordinal, count, certain, url_ordinal, url_count = ordinals[(descriptor["callId"], descriptor["fileName"])]
             yield json.dumps(
                 {
                     "responseId": response_id,
@@ -297,6 +327,9 @@ def _recording_messages(recordings: _Recordings, response_id: str, tenant: str) 
                     "callDate": descriptor["callDate"],
                     "ordinal": ordinal,
                     "count": count,
+                    "ordinalCertain": certain,
+                    "urlOrdinal": url_ordinal,
+                    "urlCount": url_count,
                     "row": descriptor["row"],
                 },
                 ensure_ascii=False,

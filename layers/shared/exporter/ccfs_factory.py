@@ -13,16 +13,17 @@ import tempfile
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.parameters import SecretsProvider, SSMProvider
 
-from exporter.aws import client
+from exporter.aws import client, logger, metrics
 from exporter.config import ConfigError, Settings
 
 if TYPE_CHECKING:  # imported lazily: the callback only needs secret_for, not the HTTP client
     from ccfs.client import CcfsClient
 
-__all__ = ["ccfs_client", "clear_caches", "credentials", "secret_for"]
+__all__ = ["ccfs_client", "clear_caches", "count_unknown_code", "credentials", "secret_for"]
 
 SECRET_MAX_AGE = 300
 CA_MAX_AGE = 3600
@@ -85,6 +86,13 @@ def _ca_bundle_path(settings: Settings) -> str | None:
     return path
 
 
+def count_unknown_code(operation: str, code: str) -> None:
+    """Every undocumented resultCode CC-FS answers: metric ``CcfsUnknownResultCode`` (alarmed), so a
+    new vendor code is seen at once even while retries still succeed (protocol §7)."""
+    metrics.add_metric(name="CcfsUnknownResultCode", unit=MetricUnit.Count, value=1)
+    logger.warning("undocumented CC-FS resultCode", extra={"operation": operation, "code": code})
+
+
 def ccfs_client(settings: Settings) -> CcfsClient:
     """The process-wide CC-FS client, rebuilt when the credentials or CA bundle change."""
     global _client, _client_key
@@ -104,7 +112,8 @@ def ccfs_client(settings: Settings) -> CcfsClient:
                 ca_bundle=ca,
                 connect_timeout=settings.ccfs_connect_timeout,
                 read_timeout=settings.ccfs_read_timeout,
-            )
+            ),
+            on_unknown_code=count_unknown_code,
         )
         _client_key = key
     return _client

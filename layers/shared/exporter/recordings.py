@@ -45,7 +45,7 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
 from ccfs.errors import CcfsAuthError, CcfsNotFound, CcfsPermanentError, redact, redact_url
-from ccfs.models import parse_time
+from ccfs.models import ResponseId, parse_time
 from exporter import layout
 from exporter.aws import logger, metrics
 from exporter.progress import Progress, RecordingOutcome
@@ -61,6 +61,7 @@ __all__ = [
     "TransientRecordingError",
     "check_recording_url",
     "host_allowed",
+    "pick_message_url",
     "pick_url",
     "settle_dead_letter",
 ]
@@ -114,7 +115,7 @@ class RecordingMessage(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    responseId: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9-]+$")
+    responseId: ResponseId
     tenant: str = Field(min_length=1)
     accountId: str | None = None
     callId: str = Field(min_length=1, max_length=25)
@@ -125,6 +126,14 @@ class RecordingMessage(BaseModel):
     callDate: str | None = None
     ordinal: int = Field(default=1, ge=1)
     count: int = Field(default=1, ge=1)
+    ordinalCertain: bool = False
+    """The bill step could place this recording among its call's by (call_begin, call_end): every
+    row of the call has both times and no other row has the same pair. Absent (older messages):
+    not certain, so several URLs are never matched by position."""
+    urlOrdinal: int | None = Field(default=None, ge=1)
+    urlCount: int | None = Field(default=None, ge=1)
+    """Position among the URLs of this recording's own window: the call's rows whose call_begin falls
+    within [callBegin, callEnd], the window the copier asks for (usually just this one)."""
     row: dict[str, Any] = Field(default_factory=dict)
 
     @property
@@ -234,15 +243,37 @@ def check_recording_url(url: str, allowed: list[str]) -> httpx.URL:
     return parsed
 
 
-def _url_stem(url: str) -> str:
+def _url_last_segment(url: str) -> str:
     path = httpx.URL(url).path if url else ""
-    last = unquote(path.rstrip("/").rsplit("/", 1)[-1])
+    return unquote(path.rstrip("/").rsplit("/", 1)[-1])
+
+
+def _url_stem(url: str) -> str:
+    last = _url_last_segment(url)
     return last.rsplit(".", 1)[0] if "." in last else last
 
 
-def pick_url(urls: list[str], file_name: str, ordinal: int, count: int) -> str | None:
-    """The URL of this recording: the one whose file stem equals the index's, else the
-    ``ordinal``-th when CC-FS returned exactly ``count``, else the only one; None = use the fallback."""
+def _names_a_file(url: str) -> bool:
+    """Whether the URL's last path segment looks like a file name (``0903379.wav``), not an opaque
+    object id such as the vendor's UUID."""
+    try:
+        last = _url_last_segment(url)
+    except (httpx.InvalidURL, ValueError):
+        return False
+    return "." in last.strip(".")
+
+
+def pick_url(urls: list[str], file_name: str, ordinal: int, count: int, *, ordinal_certain: bool = True) -> str | None:
+    """The URL of this recording, or None: use the fallback by name (downloadRecordFile).
+
+    The vendor's URLs end in a UUID, not the file name (protocol §5), and several recordings of a call
+    come back "sorted by start time and end time". So: a URL whose last segment names this file wins;
+    otherwise the ``ordinal``-th URL, but only when CC-FS returned exactly ``count`` URLs (one per
+    index row of the call), the bill step could place this recording with certainty
+    (``ordinal_certain``: no other row with the same begin and end), and — when there are several —
+    that URL does not name some other file (the only URL of a one-recording call may carry any object
+    name). Anything else could store one recording under another's name: None.
+    """
     stem = layout.recording_stem(file_name).casefold()
     for url in urls:
         try:
@@ -250,11 +281,44 @@ def pick_url(urls: list[str], file_name: str, ordinal: int, count: int) -> str |
                 return url
         except (httpx.InvalidURL, ValueError):
             continue
-    if len(urls) == count and 1 <= ordinal <= count:
-        return urls[ordinal - 1]
-    if len(urls) == 1:
-        return urls[0]
-    return None
+    if len(urls) != count or not 1 <= ordinal <= count:
+        return None
+    if not ordinal_certain:
+        return None
+    url = urls[ordinal - 1]
+    return None if count > 1 and _names_a_file(url) else url
+
+
+def pick_message_url(urls: list[str], message: RecordingMessage) -> str | None:
+    """:func:`pick_url` for a queue message: by the position in this recording's own time window
+    (``urlOrdinal``/``urlCount``) when CC-FS returned that many URLs, else by the position in the
+    whole call (``ordinal``/``count``): CC-FS answering all the call's recordings whatever the window."""
+    certain = message.ordinalCertain or message.count == 1  # the call's only recording: nothing to confuse
+    if message.urlOrdinal is not None and message.urlCount is not None and len(urls) == message.urlCount:
+        url = pick_url(urls, message.fileName, message.urlOrdinal, message.urlCount, ordinal_certain=certain)
+        if url is not None and message.count > 1 and _names_a_file(url) and not _is_named(url, message.fileName):
+            return None  # the one URL of this window names another of the call's files
+        return url
+    return pick_url(urls, message.fileName, message.ordinal, message.count, ordinal_certain=certain)
+
+
+def _is_named(url: str, file_name: str) -> bool:
+    try:
+        return _url_stem(url).casefold() == layout.recording_stem(file_name).casefold()
+    except (httpx.InvalidURL, ValueError):
+        return False
+
+
+def _unidentifiable(urls: list[str], message: RecordingMessage) -> str:
+    """Why no URL could be matched to this recording (kept with a fallback that fails)."""
+    if len(urls) not in (message.count, message.urlCount):
+        return f"{len(urls)} URLs returned for the call's {message.count} indexed recordings: none names this file"
+    if message.count > 1 and not message.ordinalCertain:
+        return (
+            f"{len(urls)} URLs returned, none names this file, and its place among the call's recordings "
+            "is not certain (another recording has the same begin and end time, or a time is missing)"
+        )
+    return f"the URL in this recording's place ({message.ordinal} of {len(urls)}) names another file"
 
 
 # ---------------------------------------------------------------------------- the copier
@@ -399,9 +463,9 @@ class RecordingCopier:
                 raise  # credentials/clock: retry and alarm, not this recording's fault
             except CcfsPermanentError as exc:
                 raise PermanentRecordingError(f"getRecordFileUrlFromObs refused the request: {exc}") from None
-            url = pick_url(urls, message.fileName, message.ordinal, message.count)
+            url = pick_message_url(urls, message)
             if url is None:
-                return self._fallback(message, key, f"{len(urls)} URLs returned, none identifiable")
+                return self._fallback(message, key, _unidentifiable(urls, message))
             parsed = check_recording_url(url, self.allowed_hosts)
             result = self._fetch(parsed, message, key)
             if result == "expired":

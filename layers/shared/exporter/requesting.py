@@ -6,11 +6,14 @@ invocation's time budget, so tests drive every path with fakes and a fixed ``now
 
 Error policy for ``queryBillData`` (the client has already retried transient failures):
 
-- transient (5xx, timeouts, flow control) or a malformed reply: the window stays ``CLAIMED`` with
-  ``last_error``; the reconciler asks again on a later tick; CC-FS is left alone for the rest of
-  this invocation. Metric ``CcfsErrors``.
+- transient (5xx, timeouts, flow control), an undocumented resultCode (protocol §7: never fail a
+  window on first sight; ``CcfsUnknownResultCode`` is counted by the client's hook and alarmed) or
+  a malformed reply: the window stays ``CLAIMED`` with ``last_error``; the reconciler asks again on
+  a later tick (every ``CLAIM_RETRY_MINUTES``) and fails it after ``STALLED_JOB_HOURS``; CC-FS is
+  left alone for the rest of this invocation. Metric ``CcfsErrors``.
 - "no data found" (0300012): the window is done, without a job (``no_data``).
-- permanent (0300001-7, 0300010, …): the window becomes ``FAILED`` with the error, metric
+- permanent (0300001-7, 0300010, a responseId the exporter cannot use): the window becomes
+  ``FAILED`` with the error, metric
   ``JobsFailed``; the tenant stops for this tick so a systematic error fails one window per tick,
   not a whole catch-up.
 - signature rejected (HTTP 401): every further call would fail the same way and the cause is the
