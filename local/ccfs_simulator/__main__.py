@@ -57,6 +57,12 @@ def _parser() -> argparse.ArgumentParser:
         "--multi-recording-rate", type=float, default=0.10, help="share of long calls recorded in two segments"
     )
     p.add_argument(
+        "--shared-name-rate",
+        type=float,
+        default=0.0,
+        help="share of two-segment calls whose second file has the first's name in another directory",
+    )
+    p.add_argument(
         "--unknown-code-rate", type=float, default=None, help="share of CC-FS replies with an undocumented code"
     )
     p.add_argument("--callback-delay", type=float, default=0.0, help="seconds")
@@ -127,6 +133,7 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         url_naming=args.url_naming,
         response_id_style=args.response_id_style,
         multi_recording_rate=args.multi_recording_rate,
+        shared_name_rate=args.shared_name_rate,
         split_rows=args.split_rows,
         min_recording_bytes=args.min_recording_bytes,
         max_recording_bytes=args.max_recording_bytes,

@@ -183,6 +183,9 @@ class SimulatorConfig:
     response_id_style: Literal["hex32", "uuid", "short", "mixed"] = "hex32"
     # Chance that an answered call with a long enough talk is recorded in two segments.
     multi_recording_rate: float = 0.10
+    # Chance that such a two-segment call's second file has the first one's name in another agent's
+    # directory (two recordings whose paths differ only by directory).
+    shared_name_rate: float = 0.0
 
     def validate(self) -> None:
         if not self.tenants:
@@ -213,6 +216,8 @@ class SimulatorConfig:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         if not 0 <= self.multi_recording_rate <= 1:
             raise ValueError("multi_recording_rate must be within 0..1")
+        if not 0 <= self.shared_name_rate <= 1:
+            raise ValueError("shared_name_rate must be within 0..1")
         if not 1 <= self.days <= 366:  # file names carry MMdd: at most one year of data
             raise ValueError("days must be 1..366")
         if self.bill_entry_names not in BILL_ENTRY_NAMES:

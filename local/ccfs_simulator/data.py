@@ -94,9 +94,11 @@ class CallCenter:
         max_bytes: int,
         big_recordings: dict[str, int] | None = None,
         multi_recording_rate: float = 0.10,
+        shared_name_rate: float = 0.0,
     ) -> None:
         self.seed = seed
         self.multi_recording_rate = multi_recording_rate
+        self.shared_name_rate = shared_name_rate
         self.tenants = list(tenants)
         self.base_date = base_date
         self.days = days
@@ -268,9 +270,19 @@ class CallCenter:
                     cut = talk_begin + timedelta(seconds=rng.randrange(10, int(length) - 20))
                     resume = cut + timedelta(seconds=rng.randrange(5, 15))
                     segments = [(talk_begin, cut), (resume, talk_end)]
+                # A two-segment call whose second segment an agent in another directory recorded under
+                # the same file name (one file per agent: .../13533/0903379.wav, .../13534/0903379.wav).
+                # Drawn only when enabled, so the default data stays what it always was.
+                shared = len(segments) > 1 and self.shared_name_rate > 0 and rng.random() < self.shared_name_rate
+                first = counter
                 for index, (seg_begin, seg_end) in enumerate(segments):
+                    directory, number = agent_id, counter
+                    if shared and index > 0:
+                        directory, number = str(int(agent_id) + 5000), first
                     call.recordings.append(
-                        self._recording(rng, common, call, index, seg_begin, seg_end, agent_id, skill, counter)
+                        self._recording(
+                            rng, common, call, index, seg_begin, seg_end, agent_id, skill, number, directory
+                        )
                     )
                     counter += 1
             calls.append(call)
@@ -287,14 +299,16 @@ class CallCenter:
         agent_id: str,
         skill: str,
         counter: int,
+        directory: str | None = None,
     ) -> Recording:
         natural = rng.randint(self.min_bytes, self.max_bytes)
         if natural % 2:  # keep generated files strictly valid RIFF (even sizes)
             natural += 1 if natural < self.max_bytes else -1 if natural > self.min_bytes else 0
         size = self._big.get(call.call_id, natural)
         vdn = common["vdn_id"]
-        file_name = f"/10/{_CC_ID}/record/{vdn}/{agent_id}/{call.day:%m%d}{counter:03d}.wav"
-        original = f"X:\\{vdn}\\0\\{call.day:%Y%m%d}\\{agent_id}\\{2_000_000 + counter}.V3"
+        folder = directory or agent_id
+        file_name = f"/10/{_CC_ID}/record/{vdn}/{folder}/{call.day:%m%d}{counter:03d}.wav"
+        original = f"X:\\{vdn}\\0\\{call.day:%Y%m%d}\\{folder}\\{2_000_000 + counter}.V3"
         row = {
             "developer": common["developer"],
             "account_id": call.account_id,

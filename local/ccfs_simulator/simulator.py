@@ -206,6 +206,7 @@ class Simulator:
             max_bytes=self.config.max_recording_bytes,
             big_recordings=self.config.big_recordings,
             multi_recording_rate=self.config.multi_recording_rate,
+            shared_name_rate=self.config.shared_name_rate,
         )
         self._keys = {self.config.ak: self.config.sk, **self.config.extra_keys}
         self._lock = threading.RLock()

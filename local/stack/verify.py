@@ -83,9 +83,15 @@ def _stem(file_name: str) -> str:
     return last.rsplit(".", 1)[0] if "." in last.lstrip(".") else last
 
 
-def recording_base(account_id: str, call_begin: str, call_id: str, file_name: str) -> str:
+def recording_base(account_id: str, call_begin: str, call_id: str, file_name: str, shared_stem: bool = False) -> str:
+    """The key (without extension) docs/design.md prescribes; ``shared_stem``: another recording of
+    the call has the same stem, so the name carries 8 hex digits of the SHA-256 of the whole path."""
     day = datetime.strptime(call_begin, FMT).date().isoformat()
-    return f"recordings/account_id={account_id or ALL}/call_date={day}/{call_id}/{_stem(file_name)}"
+    name = _stem(file_name)
+    if shared_stem:
+        path = file_name.strip().replace("\\", "/")
+        name = f"{name[:119]}_{hashlib.sha256(path.encode('utf-8')).hexdigest()[:8]}"
+    return f"recordings/account_id={account_id or ALL}/call_date={day}/{call_id}/{name}"
 
 
 def _as_exported(rows: list[dict[str, str]], kind: str, header_style: str) -> list[dict[str, str]]:
@@ -167,8 +173,10 @@ def verify(stack: Any) -> Verdict:
         )
         expected_cdr.update(_row_key(r) for r in _as_exported(truth.cdr_rows, "cdr", header_style))
         expected_index.update(_row_key(r) for r in _as_exported(truth.index_rows, "record", header_style))
+        stems = Counter((rec.call_id, _stem(rec.file_name)) for rec in truth.recordings)
         for rec in truth.recordings:
-            base = recording_base(rec.account_id, rec.call_begin, rec.call_id, rec.file_name)
+            shared = stems[(rec.call_id, _stem(rec.file_name))] > 1
+            base = recording_base(rec.account_id, rec.call_begin, rec.call_id, rec.file_name, shared)
             if base in expected_recordings:
                 problems.append(f"truth has two recordings at {base} (layout collision)")
             expected_recordings[base] = rec

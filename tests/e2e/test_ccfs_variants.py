@@ -26,7 +26,13 @@ TIMEOUT = 200
 SEVERAL = {"multi_recording_rate": 1.0, "url_naming": "uuid"}
 
 VARIANTS = [
-    pytest.param({**SEVERAL, "url_list_style": "comma", "response_id_style": "uuid"}, None, id="comma-uuid"),
+    # ... and the second file of each such call has the first one's name in another agent's directory:
+    # two recordings whose paths differ only by directory, each exported under its own key.
+    pytest.param(
+        {**SEVERAL, "url_list_style": "comma", "response_id_style": "uuid", "shared_name_rate": 1.0},
+        None,
+        id="comma-uuid-shared-names",
+    ),
     pytest.param(
         {**SEVERAL, "url_list_style": "semicolon", "url_placement": "top", "response_id_style": "short"},
         None,
@@ -70,6 +76,9 @@ def test_variant_exports_exactly_the_ground_truth(run_stack, simulator: dict[str
     assert counts["recordings"]["verified"] == counts["recordings"]["expected"] > 0
     calls = stack.sim.calls("acct001", stack.base_date)
     assert sum(len(c.recordings) >= 2 for c in calls) >= 3, "the variant needs calls with several recordings"
+    if simulator.get("shared_name_rate"):
+        stems = [[r.file_name.rsplit("/", 1)[-1] for r in c.recordings] for c in calls if len(c.recordings) >= 2]
+        assert sum(len(set(names)) < len(names) for names in stems) >= 3, "calls whose files share a name"
 
     counters = stack.sim.counters()
     metrics = stack.metrics()

@@ -517,3 +517,40 @@ def test_send_batches_gives_up_loudly():
 
     with pytest.raises(RuntimeError, match="still failing"):
         send_batches(AlwaysFailing(0), "q", ["a"], attempts=3, sleep=lambda _s: None)
+
+
+def test_recordings_of_one_call_sharing_a_file_name_in_two_directories_are_two_recordings(aws, handler, lambda_context):
+    """One file per agent: ``…/13533/0903379.wav`` and ``…/13534/0903379.wav`` are two recordings
+    (each its own message and key); the very same path listed twice is one."""
+    seed_job(aws, "READY")
+    first, second = "/10/1/record/100/13533/0903379.wav", "/10/1/record/100/13534/0903379.wav"
+    rows = [
+        idx_row("acct001", "1530497000-101", "2018-07-02 09:15:02", first),
+        idx_row("acct001", "1530497000-101", "2018-07-02 09:16:02", second),
+        idx_row("acct001", "1530497000-101", "2018-07-02 09:15:02", first),  # listed twice: one recording
+        idx_row("acct001", "1530497000-102", "2018-07-02 10:00:00", "/10/1/record/100/13533/0903400.wav"),
+    ]
+    handler.use(
+        FakeCcfs(
+            zip_bytes(
+                {
+                    f"{PREFIX}_call_1.csv": csv_bytes(CDR_HEADER, CDR_1),
+                    f"{PREFIX}_record_1.csv": csv_bytes(RECORD_COLUMNS, rows),
+                }
+            )
+        )
+    )
+    event = bill_event(aws, {"responseId": RID, "billFileName": BILL, "tenant": "acct001"})
+    assert handler.lambda_handler(event, lambda_context) == {"batchItemFailures": []}
+    assert job(aws)["recordings_total"] == 3
+    messages = {m["fileName"]: m for m in (json.loads(s["Body"]) for s in sqs_messages(aws.recording_queue_url))}
+    assert sorted(messages) == sorted([first, second, "/10/1/record/100/13533/0903400.wav"])
+    # the two that share a stem get distinct key names: stem, "_", 8 hex of the path's SHA-256
+    for path in (first, second):
+        assert messages[path]["keyName"] == "0903379_" + hashlib.sha256(path.encode()).hexdigest()[:8]
+    assert "keyName" not in messages["/10/1/record/100/13533/0903400.wav"]  # a unique stem keeps its name
+
+    from exporter.recordings import RecordingMessage
+
+    keys = {RecordingMessage.model_validate(m).keys()[0] for m in messages.values()}
+    assert len(keys) == 3  # one S3 key per recording

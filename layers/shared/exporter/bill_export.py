@@ -264,7 +264,7 @@ def _stream_kind(
 
 def _add_recording(recordings: _Recordings, descriptor: dict[str, Any], row: dict[str, str]) -> None:
     call_id, file_name = descriptor["callId"], descriptor["fileName"]
-    unique = (call_id, layout.recording_stem(file_name))
+    unique = (call_id, layout.recording_path(file_name))  # the whole path: two agents' files may share a name
     if unique in recordings.seen:
         recordings.duplicates += 1
         return
@@ -295,7 +295,12 @@ def _recording_messages(recordings: _Recordings, response_id: str, tenant: str) 
     without valid times (its place is unknown, so everyone's is).
     """
     ordinals: dict[tuple[str, str], tuple[int, int, bool, int, int]] = {}
+    key_names: dict[tuple[str, str], str] = {}  # recordings of one call sharing a stem: distinct key names
     for call_id, items in recordings.per_call.items():
+        stems = Counter(layout.recording_stem(name) for _begin, _end, name, _timed in items)
+        for _begin, _end, name, _timed in items:
+            if stems[layout.recording_stem(name)] > 1:
+                key_names[(call_id, name)] = layout.distinct_stem(name)
         ordered = sorted(items)
         all_timed = all(timed for *_, timed in items)
         times = Counter((begin, end) for begin, end, _name, _timed in items)
@@ -314,8 +319,10 @@ def _recording_messages(recordings: _Recordings, response_id: str, tenant: str) 
         for line in source:
             descriptor = json.loads(line)
             ordinal, count, certain, url_ordinal, url_count = ordinals[(descriptor["callId"], descriptor["fileName"])]
+            key_name = key_names.get((descriptor["callId"], descriptor["fileName"]))
             yield json.dumps(
                 {
+                    **({"keyName": key_name} if key_name else {}),
                     "responseId": response_id,
                     "tenant": tenant,
                     "accountId": descriptor["accountId"],

@@ -16,6 +16,7 @@ checked here: a value that would add a path level, escape a partition or be empt
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from datetime import date
@@ -92,6 +93,19 @@ def recording_stem(file_name: str) -> str:
     last = re.split(r"[/\\]", file_name.strip())[-1]
     stem = last.rsplit(".", 1)[0] if "." in last.lstrip(".") else last
     return _safe(stem, "recording file name")
+
+
+def recording_path(file_name: str) -> str:
+    """A recording's identity within its call: the whole index ``file_name``, separators as ``/``."""
+    return file_name.strip().replace("\\", "/")
+
+
+def distinct_stem(file_name: str) -> str:
+    """The key name of a recording whose stem another recording of the same call shares (one file per
+    agent: ``…/13533/0903379.wav`` and ``…/13534/0903379.wav``): the stem, ``_``, and 8 hex digits of
+    the SHA-256 of its whole path, so each keeps its own key (docs/design.md, S3 layout)."""
+    digest = hashlib.sha256(recording_path(file_name).encode("utf-8")).hexdigest()[:8]
+    return _safe(f"{recording_stem(file_name)[:119]}_{digest}", "recording file name")
 
 
 def raw_key(tenant: str, bill_file_name: str) -> str:

@@ -127,6 +127,7 @@ class RecordingMessage(BaseModel):
     ordinal: int = Field(default=1, ge=1)
     count: int = Field(default=1, ge=1)
     ordinalCertain: bool = False
+    keyName: str | None = Field(default=None, min_length=1, max_length=128)
     """The bill step could place this recording among its call's by (call_begin, call_end): every
     row of the call has both times and no other row has the same pair. Absent (older messages):
     not certain, so several URLs are never matched by position."""
@@ -138,7 +139,9 @@ class RecordingMessage(BaseModel):
 
     @property
     def stem(self) -> str:
-        return layout.recording_stem(self.fileName)
+        """The recording's name in its keys (S3, REC item): the file's stem, or ``keyName`` when
+        another recording of the call shares that stem (set by the bill step)."""
+        return self.keyName or layout.recording_stem(self.fileName)
 
     @property
     def account(self) -> str:
