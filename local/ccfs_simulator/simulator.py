@@ -1,9 +1,10 @@
 """The CC-FS simulator: the five operations, the signed bill callback, an OBS-like recording store,
 fault injection, counters and the ground truth (shared/ccfs-protocol.md is the contract).
 
-Requests are verified with :func:`ccfs.auth.verify` and validated with :mod:`ccfs.models`, so the
-simulator refuses exactly what the shared models call invalid, with the codes of
-:func:`ccfs.models.result_code_for`.
+Requests are verified with :func:`ccfs.auth.verify` (the protocol's own signature) and validated with the
+simulator's own reading of the field tables (:mod:`.requests`), never the exporter's models: a
+misreading in the client is refused here with the resultCode a CC-FS would answer, not agreed on by
+construction (issue 12 §1).
 """
 
 from __future__ import annotations
@@ -29,26 +30,25 @@ from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo
 
 import httpx
-from pydantic import BaseModel, ValidationError
 
 from ccfs.auth import SignatureError, sign, verify
 from ccfs.errors import RESULT_DESCRIPTIONS
-from ccfs.models import (
-    DownloadBillFileRequest,
-    DownloadRecordFileRequest,
-    DownloadRecordRequest,
-    GetRecordFileUrlRequest,
-    QueryBillDataBody,
-    QueryBillDataRequest,
-    format_time,
-    parse_time,
-    result_code_for,
-)
 
 from .bills import BillStyle, stream_zip_of, write_bill_zip
 from .config import Faults, SimulatorConfig
 from .data import CDR_HEADER, INDEX_HEADER, Call, CallCenter, Recording
 from .obs import BUCKET, ObsSigner, error_xml
+from .requests import (
+    Invalid,
+    QueryBody,
+    format_time,
+    parse_time,
+    read_download_bill,
+    read_download_record,
+    read_download_record_file,
+    read_query,
+    read_record_url,
+)
 from .transport import Exchange, SimServer
 from .wav import wav_chunks, wav_sha256
 
@@ -106,7 +106,7 @@ class _Bill:
 class _Query:
     response_id: str
     ak: str
-    body: QueryBillDataBody
+    body: QueryBody
     account_present: bool
     account_value: str | None
     bill_file_name: str
@@ -552,22 +552,21 @@ class Simulator:
         handler = getattr(self, f"_op_{op}")
         handler(ex, ak, payload)
 
-    def _validate[M: BaseModel](self, ex: Exchange, model: type[M], payload: dict[str, Any]) -> M | None:
+    def _read[R](self, ex: Exchange, reader: Callable[[Any], R], payload: dict[str, Any]) -> R | None:
+        """The request as the simulator's own field tables read it (``requests``), or None after
+        answering the refusal's resultCode."""
         try:
-            return model.model_validate(payload)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            self._reply(ex, result_code_for(exc), desc=where or first["type"])
+            return reader(payload)
+        except Invalid as exc:
+            self._reply(ex, exc.code, desc=exc.desc)
             return None
 
     # ------------------------------------------------------------------ operations
 
     def _op_queryBillData(self, ex: Exchange, ak: str, payload: dict[str, Any]) -> None:
-        request = self._validate(ex, QueryBillDataRequest, payload)
-        if request is None:
+        body = self._read(ex, read_query, payload)
+        if body is None:
             return
-        body = request.msgBody
         raw_body = payload.get("msgBody") or {}
         account_present = "accountId" in raw_body
         response_id = self._new_response_id()
@@ -606,11 +605,11 @@ class Simulator:
         return uuid.uuid4().hex
 
     def _op_downloadBillFile(self, ex: Exchange, ak: str, payload: dict[str, Any]) -> None:
-        request = self._validate(ex, DownloadBillFileRequest, payload)
+        request = self._read(ex, read_download_bill, payload)
         if request is None:
             return
         with self._lock:
-            bill = self._bills.get(request.msgBody.billFileName)
+            bill = self._bills.get(request.billFileName)
             path = bill.path if bill is not None and bill.ak == ak else None
         if path is None or not path.exists():
             self._reply(ex, "0300012")
@@ -623,11 +622,11 @@ class Simulator:
             length,
             _file_chunks(path),
             cut_at=self._cut_point(length),
-            headers={"Content-Disposition": f'attachment; filename="{request.msgBody.billFileName}"'},
+            headers={"Content-Disposition": f'attachment; filename="{request.billFileName}"'},
         )
 
     def _op_getRecordFileUrlFromObs(self, ex: Exchange, ak: str, payload: dict[str, Any]) -> None:
-        request = self._validate(ex, GetRecordFileUrlRequest, payload)
+        request = self._read(ex, read_record_url, payload)
         if request is None:
             return
         faults = self._faults
@@ -687,20 +686,20 @@ class Simulator:
         return self._obs.presign(self.base_url, path, expires)
 
     def _op_downloadRecordFile(self, ex: Exchange, ak: str, payload: dict[str, Any]) -> None:
-        request = self._validate(ex, DownloadRecordFileRequest, payload)
+        request = self._read(ex, read_download_record_file, payload)
         if request is None:
             return
-        recording = self.center.find_by_file_name(request.msgBody.fileName)
+        recording = self.center.find_by_file_name(request.fileName)
         if recording is None:
             self._reply(ex, "0300012")
             return
         self._send_recording(ex, recording, BINARY_TYPE)
 
     def _op_downloadRecord(self, ex: Exchange, ak: str, payload: dict[str, Any]) -> None:
-        request = self._validate(ex, DownloadRecordRequest, payload)
+        request = self._read(ex, read_download_record, payload)
         if request is None:
             return
-        name, cc_id = request.msgBody.fileName, request.msgBody.ccId
+        name, cc_id = request.fileName, request.ccId
         by_name = self.center.find_by_original(name)
         recordings = (
             [by_name] if by_name is not None else [r for call in self.center.find_call(name) for r in call.recordings]
@@ -852,7 +851,7 @@ class Simulator:
             return self.center.zone(account_id)
         return self.center.zone(self.center.tenants[0].account_id)
 
-    def _select_calls(self, body: QueryBillDataBody) -> list[Call]:
+    def _select_calls(self, body: QueryBody) -> list[Call]:
         if body.accountId:
             accounts = [body.accountId] if self.center.tenant(body.accountId) is not None else []
         else:
