@@ -125,3 +125,25 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+@pytest.fixture
+def run_stack() -> Iterator[Any]:
+    """Start a stack from a config; after the test, check that nothing outlived ``stop()``."""
+    from local.stack import LocalStack
+
+    started: list[LocalStack] = []
+
+    def _start(config: Any) -> LocalStack:
+        stack = LocalStack(config).start()
+        started.append(stack)
+        return stack
+
+    yield _start
+    for stack in started:
+        pids = [c.pid for c in stack.children()]
+        ports = [stack.sim.port, int(stack.endpoint_url.rsplit(":", 1)[1])]
+        stack.stop()
+        assert not any(pid_alive(p) for p in pids), "a child process outlived stop()"
+        assert not any(port_open(p) for p in ports), "a port is still open after stop()"
+        assert not stack.run_dir.exists()

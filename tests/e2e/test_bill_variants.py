@@ -10,7 +10,6 @@ entry no bill reader should take for data and checks it is counted and named, no
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -32,19 +31,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
-@pytest.fixture
-def run_stack() -> Iterator[Any]:
-    started: list[LocalStack] = []
-
-    def _start(simulator: dict[str, Any]) -> LocalStack:
-        config = StackConfig(tenants=1, calls=20, parameters={"WindowMinutes": 1440}, simulator=simulator)
-        stack = LocalStack(config).start()
-        started.append(stack)
-        return stack
-
-    yield _start
-    for stack in started:
-        stack.stop()
+def _stack(run_stack: Any, simulator: dict[str, Any]) -> LocalStack:
+    return run_stack(StackConfig(tenants=1, calls=20, parameters={"WindowMinutes": 1440}, simulator=simulator))
 
 
 def _export(stack: LocalStack) -> tuple[Any, dict[str, float], list[dict[str, Any]]]:
@@ -66,7 +54,7 @@ def _export(stack: LocalStack) -> tuple[Any, dict[str, float], list[dict[str, An
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_bill_variant_is_exported_completely(run_stack: Any, variant: str) -> None:
-    stack = run_stack(VARIANTS[variant])
+    stack = _stack(run_stack, VARIANTS[variant])
     _verdict, metrics, jobs = _export(stack)
     assert metrics.get("BillRows", 0) > 0
     assert metrics.get("BillEntriesUnrecognised", 0) == 0 and metrics.get("BillEntriesEmpty", 0) == 0
@@ -80,7 +68,7 @@ def test_bill_variant_is_exported_completely(run_stack: Any, variant: str) -> No
 
 
 def test_an_unclassifiable_entry_is_counted_and_named(run_stack: Any) -> None:
-    stack = run_stack({"bill_extra_entries": ["readme.txt"]})
+    stack = _stack(run_stack, {"bill_extra_entries": ["readme.txt"]})
     _verdict, metrics, jobs = _export(stack)  # the real entries are still exported in full
     assert metrics["BillEntriesUnrecognised"] == len(jobs) >= 1
     assert metrics.get("BillEntriesEmpty", 0) == 0

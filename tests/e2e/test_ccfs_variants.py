@@ -9,13 +9,12 @@ recording stored under another recording's name fails the run.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from local.ccfs_simulator import Faults
-from local.stack import LocalStack, StackConfig
+from local.stack import StackConfig
 from tests.e2e.conftest import needs_handlers
 
 pytestmark = [pytest.mark.e2e, needs_handlers]
@@ -45,20 +44,6 @@ VARIANTS = [
         id="space-top-unknown-codes",
     ),
 ]
-
-
-@pytest.fixture
-def run_stack() -> Iterator[Any]:
-    started: list[LocalStack] = []
-
-    def _start(config: StackConfig) -> LocalStack:
-        stack = LocalStack(config).start()
-        started.append(stack)
-        return stack
-
-    yield _start
-    for stack in started:
-        stack.stop()
 
 
 @pytest.mark.parametrize(("simulator", "faults"), VARIANTS)

@@ -11,38 +11,17 @@ from __future__ import annotations
 import itertools
 import json
 from collections import Counter
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import pytest
 
 from local.ccfs_simulator import PROFILES, Faults
 from local.stack import LocalStack, StackConfig
-from tests.e2e.conftest import needs_handlers, pid_alive, port_open
+from tests.e2e.conftest import needs_handlers
 
 pytestmark = [pytest.mark.e2e, needs_handlers]
 
 FMT = "%Y-%m-%d %H:%M:%S"
-
-
-@pytest.fixture
-def run_stack() -> Iterator[object]:
-    """Start a stack from a config; after the test, check that nothing outlived ``stop()``."""
-    started: list[LocalStack] = []
-
-    def _start(config: StackConfig) -> LocalStack:
-        stack = LocalStack(config).start()
-        started.append(stack)
-        return stack
-
-    yield _start
-    for stack in started:
-        pids = [c.pid for c in stack.children()]
-        ports = [stack.sim.port, int(stack.endpoint_url.rsplit(":", 1)[1])]
-        stack.stop()
-        assert not any(pid_alive(p) for p in pids), "a child process outlived stop()"
-        assert not any(port_open(p) for p in ports), "a port is still open after stop()"
-        assert not stack.run_dir.exists()
 
 
 def _complete_and_verified(stack: LocalStack, timeout: float) -> object:
