@@ -262,7 +262,7 @@ class Template:
             "TenantAccountIds": TENANT,
             "TenantTimeZone": ZONE,
             "ScheduleEnabled": "false",
-            "RecordingUrlHostSuffixes": sim.obs_host,
+            "RecordingUrlHostSuffixes": f"{sim.obs_host}:{sim.port}",
         }
         return cls(StackModel.build(ROOT / "template.yaml", parameters, STACK), sim.base_url, sim.obs_host)
 

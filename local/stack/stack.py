@@ -391,7 +391,7 @@ class LocalStack:
             "ScheduleEnabled": "true" if cfg.schedule else "false",
             "ExportStartTime": f"{self.base_date:%Y-%m-%d}T00:00:00" if cfg.schedule else "",
             "CallbackTimeoutMinutes": cfg.callback_timeout_minutes,
-            "RecordingUrlHostSuffixes": self.sim.obs_host,
+            "RecordingUrlHostSuffixes": f"{self.sim.obs_host}:{self.sim.port}",
         }
         values.update(cfg.parameters)
         assert self.model is None

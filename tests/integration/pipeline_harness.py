@@ -199,7 +199,7 @@ def pipeline_factory(
             "WINDOW_MINUTES": "1440",
             "EXPORT_START_TIME": f"{day.isoformat()}T00:00:00",
             "CALLBACK_URL": receiver.url,
-            "RECORDING_URL_HOST_SUFFIXES": sim.obs_host,
+            "RECORDING_URL_HOST_SUFFIXES": f"{sim.obs_host}:{sim.port}",
             **env,
         }
         for key, value in settings.items():

@@ -85,6 +85,26 @@ def test_host_allow_list(host, allowed, ok):
     assert host_allowed(host, allowed) is ok
 
 
+@pytest.mark.parametrize(
+    ("host", "port", "allowed", "ok"),
+    [
+        ("b.obs.cn-north-4.myhuaweicloud.com", None, [".myhuaweicloud.com"], True),
+        ("b.obs.cn-north-4.myhuaweicloud.com", 443, [".myhuaweicloud.com"], True),  # 443 is the default
+        ("b.obs.cn-north-4.myhuaweicloud.com", 8443, [".myhuaweicloud.com"], False),  # no entry names 8443
+        ("10.0.0.9", 9443, ["10.0.0.9"], False),
+        ("10.0.0.9", 9443, ["10.0.0.9:9443"], True),  # on-premises LSS on its own port
+        ("10.0.0.9", None, ["10.0.0.9:9443"], False),  # that entry allows only 9443
+        ("lss.corp.example", 9443, ["lss.corp.example:9443"], True),
+        ("x.lss.corp.example", 9443, [".lss.corp.example:9443"], True),
+        ("lss.corp.example", 9444, ["lss.corp.example:9443"], False),
+        ("::1", 8443, ["[::1]:8443"], True),
+        ("::1", 8443, ["::1"], False),
+    ],
+)
+def test_host_allow_list_ports(host, port, allowed, ok):
+    assert host_allowed(host, allowed, port) is ok
+
+
 def test_url_checks():
     allowed = ["127.0.0.1", ".myhuaweicloud.com"]
     assert check_recording_url("https://b.obs.myhuaweicloud.com/r/1.wav?Signature=x", allowed).host == (
@@ -98,6 +118,8 @@ def test_url_checks():
         check_recording_url("https://b.obs.myhuaweicloud.com@evil.example/r/1.wav", allowed)
     with pytest.raises(PermanentRecordingError):
         check_recording_url("https://[::1/r", allowed)
+    with pytest.raises(PermanentRecordingError, match=r"host not allowed: b\.obs\.myhuaweicloud\.com:8443"):
+        check_recording_url("https://b.obs.myhuaweicloud.com:8443/r/1.wav", allowed)  # another port: refused
 
 
 def test_pick_url():

@@ -206,18 +206,36 @@ def _ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return None
 
 
-def host_allowed(host: str, allowed: list[str]) -> bool:
+def _entry(raw: str) -> tuple[str, int | None]:
+    """An allow-list entry ``name``, ``.suffix``, ``ip`` or any of them with ``:port``
+    (``[v6]:port`` for IPv6) → ``(name, port)``; no port means the https default, 443."""
+    entry = raw.strip().lower()
+    name, sep, port = entry.rpartition(":")
+    if sep and port.isdigit() and (not name.startswith("[") or name.endswith("]")) and ":" not in name.strip("[]"):
+        return name.strip("[]").rstrip("."), int(port)
+    if sep and port.isdigit() and name.startswith("[") and name.endswith("]"):
+        return name.strip("[]"), int(port)
+    return entry.strip("[]").rstrip("."), None
+
+
+def host_allowed(host: str, allowed: list[str], port: int | None = None) -> bool:
     """``host`` equals an entry or ends with it on a dot boundary (``.obs.example.com`` or
     ``obs.example.com`` both allow ``bucket.obs.example.com``). IP entries and IP hosts only match
-    exactly. An empty list allows nothing."""
+    exactly. An empty list allows nothing.
+
+    Ports: an entry without one allows only https's default port (443, or none in the URL); an
+    entry ``host:8443`` allows exactly that port (on-premises LSS often serves another). A pre-signed
+    URL is a credential-bearing fetch from a Lambda inside the customer's account: it must not be
+    steerable to any port of an allowed host (SSRF)."""
     host = host.strip().lower().rstrip(".")
     if not host:
         return False
+    wanted = 443 if port is None else port
     host_ip = _ip(host)
     for raw in allowed:
-        entry = raw.strip().lower().rstrip(".")
+        entry, entry_port = _entry(raw)
         bare = entry.lstrip(".")
-        if not bare:
+        if not bare or (443 if entry_port is None else entry_port) != wanted:
             continue
         entry_ip = _ip(bare)
         if host_ip is not None or entry_ip is not None:
@@ -241,8 +259,9 @@ def check_recording_url(url: str, allowed: list[str]) -> httpx.URL:
         raise PermanentRecordingError("recording URL is not a valid URL") from None
     if parsed.scheme != "https":
         raise PermanentRecordingError(f"recording URL must be https, not {parsed.scheme or 'none'}")
-    if parsed.userinfo or not host_allowed(parsed.host, allowed):
-        raise PermanentRecordingError(f"recording URL host not allowed: {parsed.host[:100]}")
+    if parsed.userinfo or not host_allowed(parsed.host, allowed, parsed.port):
+        where = parsed.host[:100] + (f":{parsed.port}" if parsed.port is not None else "")
+        raise PermanentRecordingError(f"recording URL host not allowed: {where}")
     return parsed
 
 
