@@ -60,6 +60,14 @@ demo: venv ## run a day of synthetic CC-FS traffic through the real handlers loc
 serve: venv ## run the local stack until Ctrl-C (one JSON line: callback URL, moto endpoint, names, aws CLI)
 	$(PY) -m local.stack serve $(SERVE_ARGS)
 
+# Sample events for `sam local invoke -e` (needs Docker), made fresh: the shipped callback event's
+# signature is stale after 15 minutes. EVENTS_ARGS="--serve serve.json" signs with a running
+# `make serve` stack's credentials and writes env-vars.json for --env-vars.
+.PHONY: events
+EVENTS_ARGS ?=
+events: venv ## write every events/*.json afresh (now, re-signed) into .aws-sam/events
+	$(PY) -m local.stack.sample_events $(EVENTS_ARGS)
+
 # Large runs of the hardening suites (issue 6); `make test` runs the same tests with small counts.
 .PHONY: fuzz chaos
 FUZZ_EXAMPLES ?= 10000

@@ -85,15 +85,26 @@ def _serve_info(stack: LocalStack) -> dict[str, Any]:
         "secret_arn": names.secret_arn,
         "ca_param": names.ca_param,
         "functions": names.functions,
+        # each function's environment against this stack, for `python -m local.stack.sample_events
+        # --serve` (sam local invoke --env-vars); the runtime's own variables are sam's to set
+        "function_env": {
+            lid: {
+                k: v
+                for k, v in stack.function_env(lid).items()
+                if not k.startswith("AWS_LAMBDA_") and k not in ("LAMBDA_TASK_ROOT", "AWS_EXECUTION_ENV")
+            }
+            for lid in names.functions
+        },
         "logs": str(stack.run_dir / "logs"),
         "schedule": stack.config.schedule,
+        # --endpoint-url as well as AWS_ENDPOINT_URL: AWS CLI v1 ignores the variable.
         "aws_cli": (
-            f"AWS_ENDPOINT_URL={names.endpoint_url} AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing "
-            f"AWS_DEFAULT_REGION=us-east-1 aws s3 ls s3://{names.bucket} --recursive"
+            "AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1 "
+            f"aws --endpoint-url {names.endpoint_url} s3 ls s3://{names.bucket} --recursive"
         ),
         "backfill_example": (
-            f"AWS_ENDPOINT_URL={names.endpoint_url} AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing "
-            f"AWS_DEFAULT_REGION=us-east-1 aws sqs send-message --queue-url {names.queues.get('RequestQueue')} "
+            "AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1 "
+            f"aws --endpoint-url {names.endpoint_url} sqs send-message --queue-url {names.queues.get('RequestQueue')} "
             "--message-body '"
             + json.dumps(
                 {

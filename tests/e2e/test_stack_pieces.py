@@ -536,7 +536,14 @@ def test_serve_prints_one_json_line_and_stops_cleanly_on_sigterm(tmp_path):
             assert info[key], key
         assert info["simulator"]["base_url"].startswith("https://127.0.0.1:")
         assert info["simulator"]["ak"] and info["simulator"]["sk"]
-        assert "aws s3 ls s3://" in info["aws_cli"]
+        assert " s3 ls s3://" in info["aws_cli"]
+        # copy-paste commands work with AWS CLI v1 too, which ignores AWS_ENDPOINT_URL
+        assert f"--endpoint-url {info['endpoint_url']} " in info["aws_cli"]
+        assert f"--endpoint-url {info['endpoint_url']} " in info["backfill_example"]
+        # what sam local invoke --env-vars needs, resolved against this stack
+        download_env = info["function_env"]["DownloadFunction"]
+        assert download_env["JOBS_TABLE"] == info["jobs_table"] and download_env["EXPORT_BUCKET"] == info["bucket"]
+        assert "LAMBDA_TASK_ROOT" not in download_env
         run_dir = str(Path(info["logs"]).parent)
         ports = [int(info["endpoint_url"].rsplit(":", 1)[1]), int(info["callback_url"].split(":")[2].split("/")[0])]
         assert all(port_open(p) for p in ports)

@@ -120,3 +120,45 @@ def test_event_shapes():
     dropped = {"content-length", "connection", "transfer-encoding"}
     forwarded = {n.lower() for n in api["headers"]} | {n.lower() for n in api["multiValueHeaders"]}
     assert not dropped & forwarded and "host" in forwarded
+
+
+def test_sample_events_are_made_fresh_and_the_callback_verifies_now(tmp_path):
+    """``python -m local.stack.sample_events``: the shipped callback event is stale 15 minutes after
+    it was signed; the fresh one verifies at the time it was made, as API Gateway delivers it."""
+    from datetime import UTC, datetime, timedelta
+
+    from ccfs.auth import SignatureError, verify
+    from local.stack import sample_events
+
+    now = datetime(2027, 1, 2, 3, 4, 5, tzinfo=UTC)
+    events = sample_events.fresh_events("demo-ak", "demo-sk", now)
+    assert set(events) == {p.name for p in sample_events.EVENTS.glob("*.json")}
+    callback = events["callback_api.json"]
+    assert not any(name.lower() == "content-length" for name in callback["headers"])
+    assert callback["requestContext"]["requestTimeEpoch"] == int(now.timestamp() * 1000)
+    secret = {"demo-ak": "demo-sk"}.get
+    path = callback["requestContext"]["path"]
+    auth = callback["headers"]["Authorization"]
+    assert verify(auth, "POST", path, callback["headers"], callback["body"], secret, now=now) == "demo-ak"
+    with pytest.raises(SignatureError):  # stale 15 minutes on, as the shipped one is
+        verify(auth, "POST", path, callback["headers"], callback["body"], secret, now=now + timedelta(minutes=16))
+    for name in ("backfill_sqs.json", "bill_message.json", "recording_message.json"):
+        assert {r["attributes"]["SentTimestamp"] for r in events[name]["Records"]} == {str(int(now.timestamp() * 1000))}
+    assert events["schedule.json"]["time"] == "2027-01-02T03:04:05Z"
+
+    serve = {"endpoint_url": "http://127.0.0.1:1234", "simulator": {"ak": "sim-ak", "sk": "sim-sk"}}
+    serve["function_env"] = {"DownloadFunction": {"JOBS_TABLE": "t"}}
+    (tmp_path / "serve.json").write_text(json.dumps(serve))
+    assert sample_events.main(["--serve", str(tmp_path / "serve.json"), "--out", str(tmp_path / "out")]) == 0
+    env = json.loads((tmp_path / "out" / "env-vars.json").read_text())
+    assert env == {
+        "DownloadFunction": {
+            "JOBS_TABLE": "t",
+            "AWS_ENDPOINT_URL": "http://127.0.0.1:1234",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+    }
+    fresh = json.loads((tmp_path / "out" / "callback_api.json").read_text())
+    assert fresh["headers"]["Authorization"].startswith("auth-v2/sim-ak/")
