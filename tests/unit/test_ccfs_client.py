@@ -530,17 +530,22 @@ def test_integer_flow_control_code_is_retried(make_client, sleeps):
     assert len(sleeps) == 1
 
 
-@pytest.mark.parametrize("code", ["-1", "ERR_INTERNAL", "12345678", "0300011", "0300099", "9999999"])
-def test_undocumented_result_codes_are_retried_with_backoff_then_fail_transiently(sleeps, code):
-    seen: list[tuple[str, str]] = []
-    server = Server(*[json_reply(code=code, desc="boom")] * 4)
-    client = CcfsClient(
+def _client_reporting_codes(server: Any, sleeps: list[float], seen: list[tuple[str, str]]) -> CcfsClient:
+    """A client on ``server`` whose undocumented-code hook appends ``(operation, code)`` to ``seen``."""
+    return CcfsClient(
         CcfsConfig(BASE, AK, SK),
         transport=httpx.MockTransport(server),
         sleep=sleeps.append,
         clock=lambda: NOW,
         on_unknown_code=lambda op, c: seen.append((op, c)),
     )
+
+
+@pytest.mark.parametrize("code", ["-1", "ERR_INTERNAL", "12345678", "0300011", "0300099", "9999999"])
+def test_undocumented_result_codes_are_retried_with_backoff_then_fail_transiently(sleeps, code):
+    seen: list[tuple[str, str]] = []
+    server = Server(*[json_reply(code=code, desc="boom")] * 4)
+    client = _client_reporting_codes(server, sleeps, seen)
     with client, pytest.raises(CcfsUnknownResultCode) as info:
         client.query_bill_data(BEGIN, END, callback_url="https://cb/x")
     assert isinstance(info.value, CcfsTransientError) and not isinstance(info.value, CcfsPermanentError)
@@ -552,13 +557,7 @@ def test_undocumented_result_codes_are_retried_with_backoff_then_fail_transientl
 def test_undocumented_code_then_success_still_reports_the_code(sleeps):
     seen: list[tuple[str, str]] = []
     server = Server(json_reply(code="0399999"), json_reply(data={"url": URL_A}))
-    client = CcfsClient(
-        CcfsConfig(BASE, AK, SK),
-        transport=httpx.MockTransport(server),
-        sleep=sleeps.append,
-        clock=lambda: NOW,
-        on_unknown_code=lambda op, c: seen.append((op, c)),
-    )
+    client = _client_reporting_codes(server, sleeps, seen)
     with client:
         assert client.get_record_file_urls("1637742300-27", BEGIN, END) == [URL_A]
     assert seen == [("getRecordFileUrlFromObs", "0399999")] and len(sleeps) == 1

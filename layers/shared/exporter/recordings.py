@@ -210,12 +210,14 @@ def _entry(raw: str) -> tuple[str, int | None]:
     """An allow-list entry ``name``, ``.suffix``, ``ip`` or any of them with ``:port``
     (``[v6]:port`` for IPv6) → ``(name, port)``; no port means the https default, 443."""
     entry = raw.strip().lower()
+    if entry.startswith("["):
+        host, _, rest = entry[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") and rest[1:].isdigit() else ""
+        return host, int(port) if port else None
     name, sep, port = entry.rpartition(":")
-    if sep and port.isdigit() and (not name.startswith("[") or name.endswith("]")) and ":" not in name.strip("[]"):
-        return name.strip("[]").rstrip("."), int(port)
-    if sep and port.isdigit() and name.startswith("[") and name.endswith("]"):
-        return name.strip("[]"), int(port)
-    return entry.strip("[]").rstrip("."), None
+    if sep and port.isdigit() and ":" not in name:  # an unbracketed IPv6 address has no port
+        return name.rstrip("."), int(port)
+    return entry.rstrip("."), None
 
 
 def host_allowed(host: str, allowed: list[str], port: int | None = None) -> bool:
