@@ -6,8 +6,9 @@ Thin: routing, idempotency and batch reporting here; the work is in ``exporter.b
 - Records are told apart by the queue they came from (``eventSourceARN`` vs the names in
   ``BILL_QUEUE_URL`` / ``RECORDING_QUEUE_URL``), falling back to the body's shape.
 - Each record is idempotent on its business id (bill: responseId; recording: responseId + callId +
-  fileName). Powertools deletes the in-progress record when the function raises, so a failed
-  record is retried by SQS, not answered from the store.
+  fileName + hop, the times the copier sent it again while CC-FS had not synced it yet). Powertools
+  deletes the in-progress record when the function raises, so a failed record is retried by SQS, not
+  answered from the store.
 - Failures are reported per record (``batchItemFailures``): one bad recording never makes SQS
   redeliver its nine neighbours.
 - A batch of recordings is processed on up to ``RECORDING_CONCURRENCY`` threads (template.yaml sets
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import timedelta
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -51,7 +53,10 @@ recording_processor = ConcurrentBatchProcessor(RECORDING_CONCURRENCY)
 
 _IDEMPOTENCY_TABLE = os.environ.get("IDEMPOTENCY_TABLE", "")
 bill_idempotency = IdempotencyConfig(event_key_jmespath="powertools_json(body).responseId")
-recording_idempotency = IdempotencyConfig(event_key_jmespath="powertools_json(body).[responseId, callId, fileName]")
+# ``hop``: a message the copier sent again (a recording not synced yet) is new work, not a duplicate.
+recording_idempotency = IdempotencyConfig(
+    event_key_jmespath="powertools_json(body).[responseId, callId, fileName, hop]"
+)
 # One persistence layer per config: a layer takes its key expression from the first function that
 # uses it and ignores later configs, so sharing one would key recordings on the bill's expression.
 _bill_store = DynamoDBPersistenceLayer(table_name=_IDEMPOTENCY_TABLE, boto3_client=client("dynamodb"))
@@ -122,6 +127,10 @@ def process_recording(record: SQSRecord) -> dict[str, Any]:
             progress=_progress(settings),
             bucket=settings.export_bucket,
             allowed_hosts=list(settings.recording_url_host_suffixes),
+            requeue=lambda body, delay: client("sqs").send_message(
+                QueueUrl=settings.recording_queue_url, MessageBody=json.dumps(body), DelaySeconds=delay
+            ),
+            grace=timedelta(hours=settings.recording_grace_hours),
         )
         return copier.process(message, last_attempt=receive_count >= settings.max_receive_count)
 

@@ -33,6 +33,7 @@ _RATES = (
     "lost_callback_rate",
     "bad_signature_callback_rate",
     "unknown_code_rate",
+    "late_recording_rate",
 )
 URL_LIST_STYLES = ("array", "comma", "semicolon", "space", "newline")
 URL_PLACEMENTS = ("resultData", "top")
@@ -84,6 +85,11 @@ class Faults:
     clock_skew_seconds: float = 0  # added to the simulator's own signing timestamps (callbacks)
     fault_seed: int = 7
     unknown_code_rate: float = 0  # an undocumented resultCode (UNKNOWN_CODE) on CC-FS operations
+    # Seed 001: recordings reach CC-FS "by a scheduled task". This share of recordings (chosen per
+    # recording by fault_seed, the same run after run) is not synced yet when it is first asked for:
+    # 0300012 from every recording operation until sync_lag_seconds after that first request.
+    late_recording_rate: float = 0
+    sync_lag_seconds: float = 0
 
     def validate(self) -> None:
         for name in _RATES:
@@ -92,6 +98,8 @@ class Faults:
                 raise ValueError(f"{name} must be within 0..1, got {value}")
         if self.latency_ms < 0:
             raise ValueError("latency_ms must be >= 0")
+        if self.sync_lag_seconds < 0:
+            raise ValueError("sync_lag_seconds must be >= 0")
         if self.throttle_burst < 1:
             raise ValueError("throttle_burst must be >= 1")
 
@@ -122,6 +130,8 @@ PROFILES: dict[str, Faults] = {
         throttle_rate=0.03,
         expired_url_rate=0.02,
         duplicate_callback_rate=0.1,
+        late_recording_rate=0.05,
+        sync_lag_seconds=5,
     ),
     "chaos": Faults(
         latency_ms=50,
@@ -133,6 +143,8 @@ PROFILES: dict[str, Faults] = {
         duplicate_callback_rate=0.3,
         lost_callback_rate=0.1,
         bad_signature_callback_rate=0.1,
+        late_recording_rate=0.05,
+        sync_lag_seconds=5,
     ),
 }
 

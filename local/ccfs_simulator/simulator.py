@@ -220,6 +220,7 @@ class Simulator:
         self._queries: dict[str, _Query] = {}
         self._bills: dict[str, _Bill] = {}
         self._objects: dict[str, Recording] = {}  # OBS object id (uuid naming) -> recording
+        self._first_asked: dict[tuple[str, str], float] = {}  # late recording -> when first asked for
         self._sha: dict[tuple[str, int], str] = {}
         self._obs = ObsSigner(secrets.token_bytes(32), "SIMOBS" + secrets.token_hex(7).upper())
         self._server: SimServer | None = None
@@ -643,6 +644,7 @@ class Simulator:
                 begin = _utc_to_local(begin, zone)
                 end = _utc_to_local(end, zone)
             found.extend(r for r in call.recordings if begin <= r.call_begin <= end)
+        found = [r for r in found if self._synced(r)]  # a list, not a generator: every one is asked for
         if not found:
             self._reply(ex, "0300012")
             return
@@ -663,6 +665,28 @@ class Simulator:
             self._reply(ex, "0", {}, top={"url": value})
         else:
             self._reply(ex, "0", {"url": value})
+
+    def _synced(self, recording: Recording) -> bool:
+        """Whether the scheduled sync has brought ``recording`` to CC-FS yet (``Faults``'
+        ``late_recording_rate`` / ``sync_lag_seconds``): a late recording's clock starts the first
+        time anyone asks for it, so the lag is the same however long after the call that is."""
+        faults = self._faults
+        if faults.late_recording_rate <= 0:
+            return True
+        pick = random.Random(f"{faults.fault_seed}:late:{recording.account_id}:{recording.file_name}").random()
+        if pick >= faults.late_recording_rate:
+            return True
+        now = self._clock()
+        key = (recording.account_id, recording.file_name)
+        with self._lock:
+            first = self._first_asked.get(key)
+            if first is None:
+                self._first_asked[key] = first = now
+                self._count("late_recordings")
+        if now - first >= faults.sync_lag_seconds:
+            return True
+        self._count("not_synced_answers")
+        return False
 
     def _object_id(self, recording: Recording) -> str:
         """The recording's object name in the OBS-like store: a UUID, fixed per seed and recording
@@ -690,7 +714,7 @@ class Simulator:
         if request is None:
             return
         recording = self.center.find_by_file_name(request.fileName)
-        if recording is None:
+        if recording is None or not self._synced(recording):
             self._reply(ex, "0300012")
             return
         self._send_recording(ex, recording, BINARY_TYPE)
@@ -704,7 +728,7 @@ class Simulator:
         recordings = (
             [by_name] if by_name is not None else [r for call in self.center.find_call(name) for r in call.recordings]
         )
-        recordings = [r for r in recordings if cc_id is None or r.cc_id == cc_id]
+        recordings = [r for r in recordings if (cc_id is None or r.cc_id == cc_id) and self._synced(r)]
         if not recordings:
             self._reply(ex, "0300012")
             return

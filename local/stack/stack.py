@@ -48,6 +48,11 @@ TIME_PATCHES: dict[str, Any] = {
     # (LEASE_SECONDS) expired: 5 min each in the product, 15 s here.
     "exporter.requesting.CLAIM_RETRY_MINUTES": 0.25,
     "exporter.jobs.LEASE_SECONDS": 15,
+    # A recording CC-FS has not synced yet is asked for again after 5 min, 10, 20 … (at most 6 h
+    # apart) in the product; after 1 s, 2, 4 … (at most 8 s apart) here (RecordingGraceHours:
+    # StackConfig.recording_grace_seconds).
+    "exporter.recordings.LATE_RETRY_FIRST_SECONDS": 1,
+    "exporter.recordings.LATE_RETRY_MAX_SECONDS": 8,
 }
 _PASS_THROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "PYENV_VERSION", "PYENV_ROOT", "VIRTUAL_ENV")
 
@@ -72,6 +77,7 @@ class StackConfig:
     max_concurrency: int | None = 4  # cap on each event source mapping's MaximumConcurrency
     callback_timeout_minutes: int = 1  # CallbackTimeoutMinutes (template minimum 15)
     callback_retry_interval: float = 2.0  # CC-FS retries a failed callback after this (10 min real)
+    recording_grace_seconds: float = 60.0  # RecordingGraceHours (24 h real)
     # hard-coded product delays scaled down in the function processes (module.NAME -> value)
     patches: dict[str, Any] = field(default_factory=lambda: dict(TIME_PATCHES))
     parameters: dict[str, Any] = field(default_factory=dict)  # more template parameter values
@@ -447,7 +453,11 @@ class LocalStack:
         resolver = self.model.resolver()
         resolver.physical = dict(self.resources.physical)
         resolver.attributes = dict(self.resources.attributes)
-        local = {"CALLBACK_URL": self.names.callback_url, "POWERTOOLS_TRACE_DISABLED": "true"}
+        local = {
+            "CALLBACK_URL": self.names.callback_url,
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "RECORDING_GRACE_HOURS": f"{self.config.recording_grace_seconds / 3600:.6f}",
+        }
         env: dict[str, str] = {}
         unresolved = []
         for key, value in spec.environment.items():

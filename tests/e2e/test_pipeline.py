@@ -60,6 +60,7 @@ def test_flaky_profile_gives_the_same_result_and_the_faults_happened(run_stack):
         "throttles_injected": flaky.throttle_rate,
         "callbacks_duplicated": flaky.duplicate_callback_rate,
         "expired_urls_issued": flaky.expired_url_rate,
+        "late_recordings": flaky.late_recording_rate,
     }
     for name, rate in injected.items():
         assert rate > 0, f"the flaky profile no longer injects {name}"

@@ -209,3 +209,26 @@ def test_set_faults_rejects_bad_values(ccfs_sim):
     with pytest.raises(TypeError, match="unknown"):
         ccfs_sim.set_faults(eror_rate=0.5)
     assert ccfs_sim.faults.error_rate == 0
+
+
+def test_late_recordings_answer_no_data_everywhere_until_the_sync_lag_passed(ccfs_sim_factory, raw_factory):
+    """Seed 001's scheduled sync: a late recording is 0300012 from every recording operation until
+    ``sync_lag_seconds`` after it was first asked for; the others are there at once."""
+    offset = [0.0]
+    sim = ccfs_sim_factory(
+        clock=lambda: time.time() + offset[0], faults={"late_recording_rate": 0.5, "sync_lag_seconds": 120}
+    )
+    raw = raw_factory(sim)
+    codes = {c.call_id: raw.json("getRecordFileUrlFromObs", _url_body(c))["resultCode"] for c in _calls(sim)[:12]}
+    late = [c for c in _calls(sim)[:12] if codes[c.call_id] == "0300012"]
+    assert late and len(late) < 12 and set(codes.values()) == {"0", "0300012"}
+    assert sim.counters()["late_recordings"] == len(late)
+    name = late[0].recordings[0].file_name
+    assert raw.json("downloadRecordFile", wrapped({"fileName": name}))["resultCode"] == "0300012"
+    offset[0] = 119
+    assert raw.json("getRecordFileUrlFromObs", _url_body(late[0]))["resultCode"] == "0300012"
+    offset[0] = 121
+    url = raw.json("getRecordFileUrlFromObs", _url_body(late[0]))["resultData"]["url"]
+    assert raw.get(url).content[:4] == b"RIFF"
+    assert raw.post("downloadRecordFile", wrapped({"fileName": name})).content[:4] == b"RIFF"
+    assert sim.counters()["late_recordings"] == len(late)  # the same recordings, counted once

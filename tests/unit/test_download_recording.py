@@ -13,6 +13,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -24,6 +25,7 @@ from boto3.s3.transfer import TransferConfig
 from ccfs.errors import CcfsNotFound
 from exporter import aws as exporter_aws
 from exporter import recordings
+from exporter.config import ConfigError, Settings
 from exporter.progress import BILL_PROCESSED, Progress
 from exporter.streams import HashingReader
 from tests.conftest import emf_totals, load_handler
@@ -331,18 +333,116 @@ def test_not_found_falls_back_to_download_record_file(aws, fake, handler, lambda
     assert emitted(capsys)["RecordingFallbacks"] == 1
 
 
-def test_not_found_anywhere_is_a_permanent_failure(aws, fake, handler, lambda_context, capsys):
+NOT_FOUND = CcfsNotFound("getRecordFileUrlFromObs", "no data found", "0300012")
+
+
+def sent_again(names: Any) -> list[dict[str, Any]]:
+    """Bodies the copier put back on RecordingQueue (visible at once: LATE_RETRY_FIRST_SECONDS patched)."""
+    reply = exporter_aws.client("sqs").receive_message(
+        QueueUrl=names.recording_queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0
+    )
+    return [json.loads(m["Body"]) for m in reply.get("Messages", [])]
+
+
+def test_not_found_anywhere_is_asked_for_again_later(aws, fake, handler, lambda_context, capsys):
+    """Seed 001: a recording the index lists but CC-FS does not have is "not synced yet": the message
+    comes back after a delay instead of the recording failing."""
     start_job(aws, total=1)
     body = FILE_BODIES[0]
-    fake.url_replies = [CcfsNotFound("getRecordFileUrlFromObs", "no data found", "0300012")]
+    fake.url_replies = [NOT_FOUND]
+    assert handler.lambda_handler(rec_event(aws, [body]), lambda_context) == {"batchItemFailures": []}
+    assert progress(aws).get_recording(RID, CALL, stem_of(body)) is None
+    assert job(aws)["job_status"] == "DOWNLOADING" and job(aws).get("recordings_failed", 0) == 0
+    attributes = exporter_aws.client("sqs").get_queue_attributes(
+        QueueUrl=aws.recording_queue_url, AttributeNames=["ApproximateNumberOfMessagesDelayed"]
+    )["Attributes"]
+    assert attributes["ApproximateNumberOfMessagesDelayed"] == "1"  # 300 s: SQS holds it back
+    metrics = emitted(capsys)
+    assert metrics["RecordingsNotYetSynced"] == 1 and "RecordingsFailed" not in metrics
+    assert_nothing_left_behind(aws)
+
+
+def test_a_recording_synced_later_is_copied_by_the_message_sent_again(
+    aws, fake, handler, lambda_context, capsys, monkeypatch
+):
+    start_job(aws, total=1)
+    body = FILE_BODIES[0]
+    monkeypatch.setattr(recordings, "LATE_RETRY_FIRST_SECONDS", 0)
+    fake.url_replies = [NOT_FOUND]
+    before = datetime.now(UTC)
+    assert handler.lambda_handler(rec_event(aws, [body]), lambda_context) == {"batchItemFailures": []}
+    [again] = sent_again(aws)
+    assert (again["hop"], again["lateRetries"]) == (1, 1)
+    assert before <= datetime.fromisoformat(again["notFoundSince"]) <= datetime.now(UTC)
+    assert {k: v for k, v in again.items() if k not in ("hop", "lateRetries", "notFoundSince", "notBefore")} == {
+        k: v for k, v in body.items() if v is not None
+    }
+
+    data = fake.add(body, wav("synced"))  # the sync landed; the first message's record is COMPLETED
+    assert handler.lambda_handler(rec_event(aws, [again]), lambda_context) == {"batchItemFailures": []}
+    assert read(aws, final_key(body)) == data
+    assert len(fake.url_calls) == 2 and job(aws)["job_status"] == "COMPLETED"
+    assert emitted(capsys)["RecordingsCopied"] == 1
+
+
+def test_retry_delays_grow_and_long_ones_are_waited_out_in_hops(aws, fake, handler, lambda_context, monkeypatch):
+    start_job(aws, total=1)
+    since = datetime.now(UTC) - timedelta(hours=1)
+    body = {**FILE_BODIES[0], "notFoundSince": since.isoformat(), "lateRetries": 3, "hop": 3}
+    sent: list[tuple[dict[str, Any], int]] = []
+    real = exporter_aws.client("sqs")
+    monkeypatch.setattr(
+        real,
+        "send_message",
+        lambda QueueUrl, MessageBody, DelaySeconds: sent.append((json.loads(MessageBody), DelaySeconds)),
+    )
+    fake.url_replies = [NOT_FOUND]
+    start = datetime.now(UTC)
+    assert handler.lambda_handler(rec_event(aws, [body]), lambda_context) == {"batchItemFailures": []}
+    [(again, delay)] = sent
+    retry_at = datetime.fromisoformat(again["notBefore"])
+    wanted = timedelta(seconds=recordings.LATE_RETRY_FIRST_SECONDS * 2**3)  # the 4th try: 8 times the first delay
+    assert start + wanted <= retry_at <= datetime.now(UTC) + wanted
+    assert delay == 900 and (again["hop"], again["lateRetries"]) == (4, 4)  # SQS delays at most 15 min
+    assert datetime.fromisoformat(again["notFoundSince"]) == since
+
+    # delivered 15 min later, still before notBefore: sent on again, CC-FS not asked
+    calls = len(fake.url_calls)
+    assert handler.lambda_handler(rec_event(aws, [again]), lambda_context) == {"batchItemFailures": []}
+    [_, (hop, delay)] = sent
+    assert len(fake.url_calls) == calls and hop["hop"] == 5 and hop["notBefore"] == again["notBefore"]
+    assert 0 < delay <= 900
+    assert progress(aws).get_recording(RID, CALL, stem_of(body)) is None
+
+
+def test_not_found_after_the_grace_period_fails_with_the_reason(aws, fake, handler, lambda_context, capsys):
+    start_job(aws, total=1)
+    since = datetime.now(UTC) - timedelta(hours=24, seconds=1)
+    body = {**FILE_BODIES[0], "notFoundSince": since.isoformat(), "lateRetries": 9, "hop": 12}
+    fake.url_replies = [NOT_FOUND]
     assert handler.lambda_handler(rec_event(aws, [body]), lambda_context) == {"batchItemFailures": []}
     rec = progress(aws).get_recording(RID, CALL, stem_of(body))
-    assert rec is not None and rec["status"] == "FAILED" and "0300012" in rec["error"]
+    assert rec is not None and rec["status"] == "FAILED"
+    assert "not synced to CC-FS within the 24 h grace period (10 tries since" in rec["error"]
+    assert "0300012" in rec["error"]
     assert job(aws)["recordings_failed"] == 1 and job(aws)["job_status"] == "PARTIAL"
     doc = json.loads(read(aws, f"manifests/{RID}.json"))
     assert doc["failures"] == [{"call_id": CALL, "file_name": body["fileName"], "reason": rec["error"]}]
     assert emitted(capsys)["RecordingsFailed"] == 1
+    assert sent_again(aws) == []
     assert_nothing_left_behind(aws)
+
+
+def test_grace_period_is_the_stack_parameter(aws, fake, monkeypatch, lambda_context):
+    monkeypatch.setenv("RECORDING_GRACE_HOURS", "2")
+    handler = download_with(fake, monkeypatch)
+    start_job(aws, total=1)
+    since = datetime.now(UTC) - timedelta(hours=2, seconds=1)
+    body = {**FILE_BODIES[0], "notFoundSince": since.isoformat(), "lateRetries": 4, "hop": 4}
+    fake.url_replies = [NOT_FOUND]
+    assert handler.lambda_handler(rec_event(aws, [body]), lambda_context) == {"batchItemFailures": []}
+    rec = progress(aws).get_recording(RID, CALL, stem_of(body))
+    assert rec is not None and "within the 2 h grace period" in rec["error"]
 
 
 # ---------------------------------------------------------------------------- refused URLs
@@ -711,3 +811,22 @@ def test_a_message_with_an_unusable_response_id_is_consumed_with_the_reason(
     assert msg == "message refused for good, not retried" and "responseId must be 1-36 letters" in extra["reason"]
     assert emitted(capsys)["RecordingsFailed"] == 1
     assert fake.url_calls == [] and objects(aws) == []
+
+
+def test_fewer_urls_than_listed_and_none_by_name_is_not_synced_yet(aws, fake, handler, lambda_context, capsys):
+    """One of the call's two recordings synced: one URL for two index rows; the other by name is not
+    there either. That recording is asked for again later, not failed."""
+    start_job(aws, total=2)
+    body = two_recording_bodies(certain=False)[0]
+    fake.url_replies = [[uuid_url(1)]]
+    assert handler.lambda_handler(rec_event(aws, [body]), lambda_context) == {"batchItemFailures": []}
+    assert progress(aws).get_recording(RID, CALL, stem_of(body)) is None
+    assert emitted(capsys)["RecordingsNotYetSynced"] == 1
+
+
+def test_a_grace_period_that_outlasts_the_stalled_job_limit_is_refused():
+    env = {"CCFS_BASE_URL": "https://10.0.0.1:28443", "CCFS_SECRET_ARN": "arn", "JOBS_TABLE": "t"}
+    assert Settings.from_env(env).recording_grace_hours == 24
+    with pytest.raises(ConfigError, match=r"STALLED_JOB_HOURS \(30\) must exceed RECORDING_GRACE_HOURS \(29\)"):
+        Settings.from_env({**env, "RECORDING_GRACE_HOURS": "29"})
+    assert Settings.from_env({**env, "RECORDING_GRACE_HOURS": "29", "STALLED_JOB_HOURS": "31"}).stalled_job_hours == 31

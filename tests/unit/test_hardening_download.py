@@ -29,6 +29,7 @@ import random
 import threading
 import warnings
 import zipfile
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -418,11 +419,13 @@ def test_broken_fallback_download_is_retried_and_leaves_nothing(
 def test_every_failure_that_cannot_be_recovered_is_in_the_manifest_and_alarmed(
     aws: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Refused URL, missing everywhere, and 5xx until the last receive: all three end FAILED in the
-    manifest with a reason, counted in RecordingsFailed (alarmed), and the job still completes."""
+    """Refused URL, missing everywhere past its grace period, and 5xx until the last receive: all three
+    end FAILED in the manifest with a reason, counted in RecordingsFailed (alarmed), and the job still
+    completes."""
     fake = recs_t.FakeCcfs()
     download = recs_t.download_with(fake, monkeypatch)
     bodies = [recs_t.body_for(f"1530497000-40{i}", f"000040{i}") for i in range(3)]
+    bodies[1]["notFoundSince"] = (datetime.now(UTC) - timedelta(hours=25)).isoformat()
     recs_t.start_job(aws, total=3)
     not_found = CcfsNotFound("getRecordFileUrlFromObs", "no data found", "0300012")
 

@@ -475,7 +475,10 @@ def test_callback_that_arrives_during_a_re_request_wins(env: Any, ccfs: FakeCcfs
 
 def test_stalled_download_is_failed_with_its_progress(env: Any, ccfs: FakeCcfs, clock: Clock) -> None:
     settings = env()
-    for rid, age in (("a" * 32, timedelta(hours=25)), ("b" * 32, timedelta(hours=2))):
+    # "c": 25 h, past the 24 h a late recording may take to reach CC-FS, but not stalled yet
+    ages = {"a" * 32: timedelta(hours=settings.stalled_job_hours + 1), "b" * 32: timedelta(hours=2)}
+    ages["c" * 32] = timedelta(hours=settings.recording_grace_hours + 1)
+    for rid, age in ages.items():
         table(settings).put_item(
             Item={
                 **job_key(rid),
@@ -493,6 +496,7 @@ def test_stalled_download_is_failed_with_its_progress(env: Any, ccfs: FakeCcfs, 
     stalled = get_item(settings, job_key("a" * 32))
     assert stalled["job_status"] == "FAILED" and stalled["error"] == "stalled: 3 of 10 recordings"
     assert get_item(settings, job_key("b" * 32))["job_status"] == "DOWNLOADING"
+    assert get_item(settings, job_key("c" * 32))["job_status"] == "DOWNLOADING"
     assert ccfs.calls == []
 
 
@@ -500,7 +504,7 @@ def test_window_claimed_for_longer_than_the_stall_limit_fails_loudly(env: Any, c
     settings = env()
     store = JobStore(settings.jobs_table)
     claim = WindowClaim("acct001", Window.from_sk(WINDOWS_AT_T[0]), "call_record", "acct001", "schedule")
-    store.claim_backfill_window(claim, T - timedelta(hours=25))
+    store.claim_backfill_window(claim, T - timedelta(hours=settings.stalled_job_hours + 1))
     store.note_window_error(claim, "queryBillData: HTTP 503", T - timedelta(hours=1))
     report = reconcile(make_ctx(settings, ccfs, clock), T)
     assert report.failed == 1 and ccfs.calls == []

@@ -13,7 +13,7 @@ from functools import lru_cache
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 __all__ = ["ALL_ACCOUNTS", "ConfigError", "Settings", "get_settings"]
 
@@ -68,6 +68,7 @@ _ENV = {
     "MAX_CATCHUP_WINDOWS": "max_catchup_windows",
     "MAX_RECEIVE_COUNT": "max_receive_count",
     "STALLED_JOB_HOURS": "stalled_job_hours",
+    "RECORDING_GRACE_HOURS": "recording_grace_hours",
 }
 
 
@@ -99,7 +100,10 @@ class Settings(BaseModel):
     callback_url: str = ""
     max_catchup_windows: int = Field(default=48, ge=1)
     max_receive_count: int = Field(default=5, ge=1)
-    stalled_job_hours: int = Field(default=24, ge=1)
+    stalled_job_hours: int = Field(default=30, ge=1)
+    recording_grace_hours: float = Field(default=24, gt=0, le=14 * 24)
+    """How long a recording the index lists may stay "not found" (CC-FS syncs recordings by a
+    scheduled task) before it is recorded FAILED: retried with growing delays until then."""
 
     @field_validator("tenant_timezone")
     @classmethod
@@ -119,6 +123,16 @@ class Settings(BaseModel):
             except ValueError:
                 raise ValueError(f"{value!r} is not yyyy-MM-ddTHH:mm:ss (tenant-local)") from None
         return value
+
+    @model_validator(mode="after")
+    def _stall_outlasts_grace(self) -> Settings:
+        if self.stalled_job_hours < self.recording_grace_hours + 2:
+            raise ValueError(
+                f"STALLED_JOB_HOURS ({self.stalled_job_hours}) must exceed RECORDING_GRACE_HOURS "
+                f"({self.recording_grace_hours:g}) by at least 2: a job still waiting for late recordings "
+                "would be failed as stalled; raise the first or lower the second"
+            )
+        return self
 
     @property
     def zone(self) -> ZoneInfo:

@@ -5,6 +5,8 @@ Path of a recording::
     getRecordFileUrlFromObs ─► pick the URL ─► check scheme/host ─► GET (no redirects)
         │ 0300012 / no usable URL / 404                     │ 403: fresh URLs (≤ 2 refreshes)
         └─► downloadRecordFile ─► /tmp ─┐                   ▼
+              │ 0300012 after 0300012, a 404 or too few URLs: not synced to CC-FS yet
+              └─► the message sent again later (5, 10, 20 … min) until RECORDING_GRACE_HOURS, then FAILED
                                         └─► declared length ≤ multipart threshold:
                                                read (sha256 + bytes) ─► verify ─► one PutObject with metadata
                                                                         + S3 SHA-256 checksum
@@ -32,9 +34,9 @@ import base64
 import ipaddress
 import json
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, BinaryIO, Protocol, cast
 from urllib.parse import unquote
 
@@ -57,6 +59,7 @@ __all__ = [
     "PermanentRecordingError",
     "RecordingCopier",
     "RecordingMessage",
+    "RecordingNotYetAvailable",
     "RecordingSource",
     "TransientRecordingError",
     "check_recording_url",
@@ -84,6 +87,13 @@ TRANSFER_CONFIG.max_in_memory_upload_chunks = 3
 COPY_PART_BYTES = 64 * MiB
 COPY_CONCURRENCY = 8
 MAX_URL_REFRESHES = 2
+# A recording not there yet is asked for again after LATE_RETRY_FIRST_SECONDS, then after twice as
+# long each time (5, 10, 20 … min, at most LATE_RETRY_MAX_SECONDS apart) until the grace period
+# (Settings.recording_grace_hours) ends: ~10 requests over 24 h, most of them soon after the call,
+# when a sync is most likely to land.
+LATE_RETRY_FIRST_SECONDS = 300
+LATE_RETRY_MAX_SECONDS = 6 * 3600
+SQS_MAX_DELAY_SECONDS = 900
 HTTP_CHUNK = 1 * MiB
 SOURCE_OBS = "obs"
 SOURCE_FALLBACK = "downloadRecordFile"
@@ -95,6 +105,12 @@ class PermanentRecordingError(Exception):
 
 class TransientRecordingError(Exception):
     """Worth retrying later (5xx, reset, truncated body, expired URL after refreshes)."""
+
+
+class RecordingNotYetAvailable(Exception):
+    """CC-FS has no such recording *yet*: neither a URL nor ``downloadRecordFile`` found a recording
+    that the index lists. Seed 001: recordings reach CC-FS "by a scheduled task", so this means "not
+    synced yet" until the grace period ends (``str()`` is the reason kept if it never arrives)."""
 
 
 class RecordingSource(Protocol):
@@ -136,6 +152,17 @@ class RecordingMessage(BaseModel):
     """Position among the URLs of this recording's own window: the call's rows whose call_begin falls
     within [callBegin, callEnd], the window the copier asks for (usually just this one)."""
     row: dict[str, Any] = Field(default_factory=dict)
+    notFoundSince: datetime | None = None
+    """When CC-FS first answered "not found" for this listed recording (UTC): the start of its grace
+    period. Set on the messages the copier sends again (:meth:`RecordingCopier.process`)."""
+    notBefore: datetime | None = None
+    """Do not ask CC-FS again before this time (UTC): a retry delay longer than SQS's 15-minute
+    ``DelaySeconds`` is waited out in hops of at most 15 minutes."""
+    lateRetries: int = Field(default=0, ge=0)
+    hop: int = Field(default=0, ge=0)
+    """How many times this recording's message was sent again by the copier; part of the idempotency
+    key, so a sent-again message is a new piece of work, while a duplicate delivery of any one
+    message still finds the record of the first."""
 
     @property
     def stem(self) -> str:
@@ -368,9 +395,16 @@ class RecordingCopier:
     transfer_config: TransferConfig | None = None  # None: the module's TRANSFER_CONFIG (+ copy settings)
     tmp_dir: str | None = None
     clock: Any = None
+    requeue: Callable[[dict[str, Any], int], None] | None = None
+    """Sends a RecordingQueue message body again with a delay in seconds (≤ 900): how a recording
+    that is not there yet is asked for later. None: such a recording fails at once."""
+    grace: timedelta = timedelta(hours=24)
+
+    def _time(self) -> datetime:
+        return self.clock() if self.clock else datetime.now(UTC)
 
     def _now(self) -> str:
-        return (self.clock() if self.clock else datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return self._time().strftime("%Y-%m-%dT%H:%M:%SZ")
 
     # ------------------------------------------------------------------ entry point
 
@@ -379,6 +413,10 @@ class RecordingCopier:
         rid, call_id = message.responseId, message.callId
         key, sidecar = message.keys()
         stem = message.stem
+        now = self._time()
+        if message.notBefore is not None and now < message.notBefore and self.requeue is not None:
+            self._send_again(message, message.notBefore - now)  # a delay longer than SQS's: one more hop
+            return {"outcome": "waiting", "until": message.notBefore.isoformat()}
         if self.progress.get_recording(rid, call_id, stem) is not None:
             metrics.add_metric(name="RecordingsSkipped", unit=MetricUnit.Count, value=1)
             self.progress.maybe_complete(rid)  # repairs a crash between counting and completing
@@ -394,6 +432,8 @@ class RecordingCopier:
         except PermanentRecordingError as exc:
             self._failed(message, str(exc))
             return {"outcome": "failed", "reason": str(exc)}
+        except RecordingNotYetAvailable as exc:
+            return self._not_yet(message, str(exc), now)
         except Exception as exc:
             if last_attempt:
                 reason = f"gave up after the last delivery: {redact(str(exc))[:300] or type(exc).__name__}"
@@ -435,6 +475,48 @@ class RecordingCopier:
         if self.progress.record_recording(message.responseId, outcome):
             metrics.add_metric(name="RecordingsFailed", unit=MetricUnit.Count, value=1)
         self.progress.maybe_complete(message.responseId)
+
+    def _not_yet(self, message: RecordingMessage, reason: str, now: datetime) -> dict[str, Any]:
+        """A listed recording CC-FS does not have yet: ask again later with a growing delay, or, once
+        the grace period since the first "not found" is over, record it FAILED with the reason."""
+        since = message.notFoundSince or now
+        waited = now - since
+        if self.requeue is None or waited >= self.grace:
+            hours = self.grace.total_seconds() / 3600
+            failure = (
+                f"not synced to CC-FS within the {hours:g} h grace period "
+                f"({message.lateRetries + 1} tries since {since:%Y-%m-%dT%H:%M:%SZ}): {reason}"
+            )
+            self._failed(message, failure)
+            return {"outcome": "failed", "reason": failure}
+        delay = min(
+            timedelta(seconds=LATE_RETRY_FIRST_SECONDS * 2**message.lateRetries),
+            timedelta(seconds=LATE_RETRY_MAX_SECONDS),
+            self.grace - waited,
+        )
+        retry_at = now + delay
+        again = message.model_copy(update={"notFoundSince": since, "lateRetries": message.lateRetries + 1})
+        self._send_again(again, delay, not_before=retry_at)
+        metrics.add_metric(name="RecordingsNotYetSynced", unit=MetricUnit.Count, value=1)
+        logger.info(
+            "recording not on CC-FS yet: asking again later",
+            extra={
+                "response_id": message.responseId,
+                "call_id": message.callId,
+                "retry_at": retry_at.isoformat(),
+                "tries": message.lateRetries + 1,
+            },
+        )
+        return {"outcome": "not yet synced", "retryAt": retry_at.isoformat(), "reason": reason}
+
+    def _send_again(self, message: RecordingMessage, delay: timedelta, *, not_before: datetime | None = None) -> None:
+        assert self.requeue is not None
+        update: dict[str, Any] = {"hop": message.hop + 1}
+        if not_before is not None:
+            update["notBefore"] = not_before
+        body = message.model_copy(update=update).model_dump(mode="json", exclude_none=True)
+        seconds = max(0, min(SQS_MAX_DELAY_SECONDS, int(delay.total_seconds() + 0.999)))
+        self.requeue(body, seconds)
 
     # ------------------------------------------------------------------ already done?
 
@@ -482,14 +564,16 @@ class RecordingCopier:
             try:
                 urls = self.ccfs.get_record_file_urls(message.callId, begin, end, version="2.0")
             except CcfsNotFound:
-                return self._fallback(message, key, "getRecordFileUrlFromObs found no recording (0300012)")
+                return self._fallback(message, key, "getRecordFileUrlFromObs found no recording (0300012)", late=True)
             except CcfsAuthError:
                 raise  # credentials/clock: retry and alarm, not this recording's fault
             except CcfsPermanentError as exc:
                 raise PermanentRecordingError(f"getRecordFileUrlFromObs refused the request: {exc}") from None
             url = pick_message_url(urls, message)
             if url is None:
-                return self._fallback(message, key, _unidentifiable(urls, message))
+                # fewer URLs than the index lists: some of the call's recordings are not synced yet
+                late = len(urls) < message.count
+                return self._fallback(message, key, _unidentifiable(urls, message), late=late)
             parsed = check_recording_url(url, self.allowed_hosts)
             result = self._fetch(parsed, message, key)
             if result == "expired":
@@ -500,7 +584,7 @@ class RecordingCopier:
                 logger.info("recording URL expired, asking for a fresh one", extra={"call_id": message.callId})
                 continue
             if result == "missing":
-                return self._fallback(message, key, "object storage answered 404")
+                return self._fallback(message, key, "object storage answered 404", late=True)
             assert isinstance(result, _Published)
             return result
 
@@ -533,16 +617,18 @@ class RecordingCopier:
         finally:
             response.close()
 
-    def _fallback(self, message: RecordingMessage, key: str, why: str) -> _Published:
+    def _fallback(self, message: RecordingMessage, key: str, why: str, *, late: bool) -> _Published:
+        """``downloadRecordFile`` by name. ``late``: what sent us here suggests CC-FS has not synced
+        the recording yet (no data, a 404, fewer URLs than listed), so "not found" here too means
+        *not yet* (:class:`RecordingNotYetAvailable`); otherwise it is a permanent failure."""
         metrics.add_metric(name="RecordingFallbacks", unit=MetricUnit.Count, value=1)
         logger.info("falling back to downloadRecordFile", extra={"call_id": message.callId, "why": why})
         with tempfile.NamedTemporaryFile(dir=self.tmp_dir, prefix="rec-", suffix=".wav") as tmp:
             try:
                 size = self.ccfs.download_record_file(message.fileName, cast(BinaryIO, tmp))
             except CcfsNotFound:
-                raise PermanentRecordingError(
-                    f"recording not found: {why}; downloadRecordFile found no recording either (0300012)"
-                ) from None
+                reason = f"recording not found: {why}; downloadRecordFile found no recording either (0300012)"
+                raise (RecordingNotYetAvailable if late else PermanentRecordingError)(reason) from None
             except CcfsAuthError:
                 raise
             except CcfsPermanentError as exc:
