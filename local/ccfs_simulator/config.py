@@ -143,8 +143,6 @@ PROFILES: dict[str, Faults] = {
         duplicate_callback_rate=0.3,
         lost_callback_rate=0.1,
         bad_signature_callback_rate=0.1,
-        late_recording_rate=0.05,
-        sync_lag_seconds=5,
     ),
 }
 
