@@ -5,10 +5,10 @@ Thin: routing, idempotency and batch reporting here; the work is in ``exporter.b
 
 - Records are told apart by the queue they came from (``eventSourceARN`` vs the names in
   ``BILL_QUEUE_URL`` / ``RECORDING_QUEUE_URL``), falling back to the body's shape.
-- Each record is idempotent on its business id (bill: responseId; recording: responseId + callId +
-  fileName + hop, the times the copier sent it again while CC-FS had not synced it yet). Powertools
-  deletes the in-progress record when the function raises, so a failed record is retried by SQS, not
-  answered from the store.
+- A bill is idempotent on its responseId (Powertools Idempotency; the in-progress record is deleted
+  when the function raises, so a failed bill is retried by SQS, not answered from the store). A
+  recording has one duplicate guard, its REC item's conditional write (``RecordingCopier.process``):
+  an idempotency record would add two DynamoDB requests to each recording's four.
 - Failures are reported per record (``batchItemFailures``): one bad recording never makes SQS
   redeliver its nine neighbours.
 - A batch of recordings is processed on up to ``RECORDING_CONCURRENCY`` threads (template.yaml sets
@@ -53,14 +53,7 @@ recording_processor = ConcurrentBatchProcessor(RECORDING_CONCURRENCY)
 
 _IDEMPOTENCY_TABLE = os.environ.get("IDEMPOTENCY_TABLE", "")
 bill_idempotency = IdempotencyConfig(event_key_jmespath="powertools_json(body).responseId")
-# ``hop``: a message the copier sent again (a recording not synced yet) is new work, not a duplicate.
-recording_idempotency = IdempotencyConfig(
-    event_key_jmespath="powertools_json(body).[responseId, callId, fileName, hop]"
-)
-# One persistence layer per config: a layer takes its key expression from the first function that
-# uses it and ignores later configs, so sharing one would key recordings on the bill's expression.
 _bill_store = DynamoDBPersistenceLayer(table_name=_IDEMPOTENCY_TABLE, boto3_client=client("dynamodb"))
-_recording_store = DynamoDBPersistenceLayer(table_name=_IDEMPOTENCY_TABLE, boto3_client=client("dynamodb"))
 
 
 def _queue_name(url_or_arn: str) -> str:
@@ -115,7 +108,6 @@ def process_bill(record: SQSRecord) -> dict[str, Any]:
         )
 
 
-@idempotent_function(data_keyword_argument="record", config=recording_idempotency, persistence_store=_recording_store)
 def process_recording(record: SQSRecord) -> dict[str, Any]:
     settings = get_settings()
     message = RecordingMessage.model_validate_json(record.body)
@@ -190,7 +182,6 @@ def record_handler(record: SQSRecord) -> dict[str, Any]:
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     bill_idempotency.register_lambda_context(context)
-    recording_idempotency.register_lambda_context(context)
     batch = processor
     if RECORDING_CONCURRENCY > 1 and _all_recordings(event):
         batch = recording_processor

@@ -259,7 +259,7 @@ def run_chaos(stack: LocalStack) -> None:
     faults += ("callbacks_bad_signature", "expired_urls_issued", "obs_403_expired", "not_found_injected")
     print("  CC-FS faults: " + ", ".join(f"{k}={counters.get(k, 0)}" for k in faults))
     shown = ("JobsCompleted", "JobsPartial", "JobsReRequested", "JobsFailed", "CallbacksAccepted", "CallbackDuplicate")
-    shown += ("CallbackSignatureRejected", "RecordingsCopied", "RecordingsSkipped", "RecordingsFailed")
+    shown += ("CallbackSignatureRejected", "RecordingsCopied", "RecordingsDuplicate", "RecordingsFailed")
     shown += ("UrlRefreshes", "RecordingFallbacks", "CcfsErrors", "BadRows")
     print("  metrics: " + ", ".join(f"{k}={metrics.get(k, 0):g}" for k in shown))
     print(f"  worker restarts: {stack.worker_restarts()}  notes: {stack.notes[-3:]}")

@@ -160,9 +160,8 @@ class RecordingMessage(BaseModel):
     ``DelaySeconds`` is waited out in hops of at most 15 minutes."""
     lateRetries: int = Field(default=0, ge=0)
     hop: int = Field(default=0, ge=0)
-    """How many times this recording's message was sent again by the copier; part of the idempotency
-    key, so a sent-again message is a new piece of work, while a duplicate delivery of any one
-    message still finds the record of the first."""
+    """How many times this recording's message was sent again by the copier (waiting hops included):
+    logged with each postponement, so a recording's history can be followed in the logs."""
 
     @property
     def stem(self) -> str:
@@ -409,7 +408,15 @@ class RecordingCopier:
     # ------------------------------------------------------------------ entry point
 
     def process(self, message: RecordingMessage, *, last_attempt: bool = False) -> dict[str, Any]:
-        """Export one recording. Returns a JSON-able summary; raises when the message must be retried."""
+        """Export one recording. Returns a JSON-able summary; raises when the message must be retried.
+
+        One duplicate guard, the REC item's conditional write (:meth:`Progress.record_recording`):
+        four AWS requests on the happy path (the recording's PutObject, the sidecar's, the REC
+        transaction, the job read that decides completion). A duplicate delivery (SQS is
+        at-least-once; a bill retried after a partial fan-out) copies the same verified bytes to the
+        same keys again and is not counted twice; a check before the copy (REC item, HEAD, an
+        idempotency record) would cost every recording one to three more requests to save a
+        download that duplicates rarely need (docs/performance.md, "requests per recording")."""
         rid, call_id = message.responseId, message.callId
         key, sidecar = message.keys()
         stem = message.stem
@@ -417,15 +424,6 @@ class RecordingCopier:
         if message.notBefore is not None and now < message.notBefore and self.requeue is not None:
             self._send_again(message, message.notBefore - now)  # a delay longer than SQS's: one more hop
             return {"outcome": "waiting", "until": message.notBefore.isoformat()}
-        if self.progress.get_recording(rid, call_id, stem) is not None:
-            metrics.add_metric(name="RecordingsSkipped", unit=MetricUnit.Count, value=1)
-            self.progress.maybe_complete(rid)  # repairs a crash between counting and completing
-            return {"outcome": "skipped", "reason": "already recorded"}
-        present = self._already_in_s3(key, sidecar)
-        if present is not None:
-            metrics.add_metric(name="RecordingsSkipped", unit=MetricUnit.Count, value=1)
-            self._finish(message, RecordingOutcome(call_id, stem, message.fileName, "DONE", *present))
-            return {"outcome": "skipped", "reason": "already in S3", "key": key}
         try:
             published = self._export(message, key)
             self._write_sidecar(message, sidecar, published)
@@ -439,14 +437,13 @@ class RecordingCopier:
                 reason = f"gave up after the last delivery: {redact(str(exc))[:300] or type(exc).__name__}"
                 self._failed(message, reason)
             raise
+        outcome = RecordingOutcome(
+            call_id, stem, message.fileName, "DONE", key, published.size, published.sha256, published.source
+        )
+        if not self._finish(message, outcome):
+            return {"outcome": "duplicate", "key": key}
         metrics.add_metric(name="RecordingsCopied", unit=MetricUnit.Count, value=1)
         metrics.add_metric(name="RecordingBytes", unit=MetricUnit.Bytes, value=published.size)
-        self._finish(
-            message,
-            RecordingOutcome(
-                call_id, stem, message.fileName, "DONE", key, published.size, published.sha256, published.source
-            ),
-        )
         logger.info(
             "recording copied",
             extra={
@@ -459,12 +456,17 @@ class RecordingCopier:
         )
         return {"outcome": "copied", "key": key, "size": published.size, "sha256": published.sha256}
 
-    def _finish(self, message: RecordingMessage, outcome: RecordingOutcome) -> None:
-        if not self.progress.record_recording(message.responseId, outcome):
-            # Recorded before: by a twin delivery (nothing to do), or FAILED by the dead-letter
-            # step while this delivery was still running (the copy is good: record it as done).
-            self.progress.upgrade_failed(message.responseId, outcome)
+    def _finish(self, message: RecordingMessage, outcome: RecordingOutcome) -> bool:
+        """Record and count the copy once. False when an earlier delivery had recorded it DONE: this
+        one wrote the same verified bytes to the same keys again (metric RecordingsDuplicate). A
+        recording the dead-letter step recorded FAILED while this delivery ran becomes DONE."""
+        counted = self.progress.record_recording(message.responseId, outcome) or self.progress.upgrade_failed(
+            message.responseId, outcome
+        )
+        if not counted:
+            metrics.add_metric(name="RecordingsDuplicate", unit=MetricUnit.Count, value=1)
         self.progress.maybe_complete(message.responseId)
+        return counted
 
     def _failed(self, message: RecordingMessage, reason: str) -> None:
         logger.error(
@@ -505,6 +507,7 @@ class RecordingCopier:
                 "call_id": message.callId,
                 "retry_at": retry_at.isoformat(),
                 "tries": message.lateRetries + 1,
+                "hop": message.hop + 1,
             },
         )
         return {"outcome": "not yet synced", "retryAt": retry_at.isoformat(), "reason": reason}
@@ -517,40 +520,6 @@ class RecordingCopier:
         body = message.model_copy(update=update).model_dump(mode="json", exclude_none=True)
         seconds = max(0, min(SQS_MAX_DELAY_SECONDS, int(delay.total_seconds() + 0.999)))
         self.requeue(body, seconds)
-
-    # ------------------------------------------------------------------ already done?
-
-    def _already_in_s3(self, key: str, sidecar: str) -> tuple[str, int, str, str] | None:
-        """``(key, size, sha256, source)`` when a verified copy and its sidecar are already there
-        (a crash after the copy, before the REC item); else None and the recording is copied again."""
-        try:
-            head = self.s3.head_object(Bucket=self.bucket, Key=key)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return None
-            raise
-        meta = head.get("Metadata", {})
-        sha, size = meta.get("sha256", ""), meta.get("size", "")
-        if len(sha) != 64 or not size.isdigit() or int(size) != head.get("ContentLength"):
-            return None
-        try:
-            body = self.s3.get_object(Bucket=self.bucket, Key=sidecar)["Body"]
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return None
-            raise
-        with body:
-            try:
-                doc = json.load(body)
-            except ValueError:
-                return None
-        if (
-            not isinstance(doc, dict)
-            or doc.get("sha256") != sha
-            or doc.get("source") not in (SOURCE_OBS, SOURCE_FALLBACK)
-        ):
-            return None
-        return key, int(size), sha, str(doc["source"])
 
     # ------------------------------------------------------------------ export
 
