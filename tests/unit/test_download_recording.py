@@ -259,15 +259,19 @@ def test_last_recording_completes_the_job(aws, fake, handler, lambda_context, ca
 
 
 def test_a_duplicate_delivery_writes_the_same_bytes_and_is_counted_once(aws, fake, handler, lambda_context, capsys):
-    """One guard, the REC item: a second delivery of a copied recording copies the same verified
-    bytes to the same keys and is not counted again (no idempotency record, no HEAD first)."""
+    """One guard, the REC item: a second delivery of a copied recording downloads it again, but its
+    conditional PutObjects leave the earlier copy as it is (one version) and it is not counted again
+    (no idempotency record, no HEAD first)."""
     start_job(aws, total=2)
+    s3().put_bucket_versioning(Bucket=aws.bucket, VersioningConfiguration={"Status": "Enabled"})  # as deployed
     body = FILE_BODIES[0]
     data = fake.add(body, wav("a"))
     handler.lambda_handler(rec_event(aws, [body]), lambda_context)
     capsys.readouterr()
     assert handler.lambda_handler(rec_event(aws, [body]), lambda_context) == {"batchItemFailures": []}
     assert read(aws, final_key(body)) == data and len(fake.url_calls) == 2
+    versions = s3().list_object_versions(Bucket=aws.bucket, Prefix="recordings/")["Versions"]
+    assert sorted(v["Key"] for v in versions) == [final_key(body, "json"), final_key(body)]
     assert job(aws)["recordings_done"] == 1 and job(aws)["job_status"] == "DOWNLOADING"
     rec = progress(aws).get_recording(RID, CALL, stem_of(body))
     assert rec is not None and rec["sha256"] == hashlib.sha256(data).hexdigest()

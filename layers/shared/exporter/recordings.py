@@ -413,10 +413,11 @@ class RecordingCopier:
         One duplicate guard, the REC item's conditional write (:meth:`Progress.record_recording`):
         four AWS requests on the happy path (the recording's PutObject, the sidecar's, the REC
         transaction, the job read that decides completion). A duplicate delivery (SQS is
-        at-least-once; a bill retried after a partial fan-out) copies the same verified bytes to the
-        same keys again and is not counted twice; a check before the copy (REC item, HEAD, an
-        idempotency record) would cost every recording one to three more requests to save a
-        download that duplicates rarely need (docs/performance.md, "requests per recording")."""
+        at-least-once; a bill retried after a partial fan-out) downloads the recording again, but its
+        conditional PutObjects (``If-None-Match: *``) find the earlier copy and leave it as it is (no
+        second version in the versioned bucket), and it is not counted twice. A check before the copy
+        (REC item, HEAD, an idempotency record) would cost every recording one to three more
+        requests to save a download that only duplicates need."""
         rid, call_id = message.responseId, message.callId
         key, sidecar = message.keys()
         stem = message.stem
@@ -634,15 +635,36 @@ class RecordingCopier:
         if len(data) < expected:
             raise TransientRecordingError(f"recording body has {len(data)} bytes, {expected} were declared: truncated")
         sha256 = reader.sha256
-        self.s3.put_object(
-            Bucket=self.bucket,
-            Key=key,
-            Body=data,
-            ContentType="audio/wav",
-            Metadata=self._metadata(message, sha256, len(data)),
-            ChecksumSHA256=base64.b64encode(bytes.fromhex(sha256)).decode("ascii"),
-        )
+        try:
+            self.s3.put_object(
+                Bucket=self.bucket,
+                Key=key,
+                Body=data,
+                ContentType="audio/wav",
+                Metadata=self._metadata(message, sha256, len(data)),
+                ChecksumSHA256=base64.b64encode(bytes.fromhex(sha256)).decode("ascii"),
+                IfNoneMatch="*",  # S3 conditional write: a duplicate delivery adds no second version
+            )
+        except ClientError as exc:
+            existing = self._existing(exc, key, source)
+            if existing is None:
+                raise
+            return existing
         return _Published(key, len(data), sha256, source)
+
+    def _existing(self, exc: ClientError, key: str, source: str) -> _Published | None:
+        """After a refused conditional PutObject: the verified copy an earlier delivery wrote at
+        ``key`` (its ``sha256``/``size`` metadata), or None when ``exc`` is another error. A final
+        key only ever holds a verified recording, so the earlier copy stands."""
+        if exc.response.get("Error", {}).get("Code") != "PreconditionFailed":
+            return None  # incl. ConditionalRequestConflict (a twin writing right now): retried
+        head = self.s3.head_object(Bucket=self.bucket, Key=key)
+        meta = head.get("Metadata", {})
+        sha, size = meta.get("sha256", ""), meta.get("size", "")
+        if len(sha) != 64 or not size.isdigit() or int(size) != head.get("ContentLength"):
+            raise TransientRecordingError(f"{key} exists without a verified copy's metadata; not overwritten")
+        logger.info("recording already copied by an earlier delivery", extra={"key": key})
+        return _Published(key, int(size), sha, source)
 
     def _copy_config(self) -> TransferConfig:
         if self.transfer_config is not None:
@@ -698,9 +720,14 @@ class RecordingCopier:
             "copied_at": self._now(),
             "row": message.row,
         }
-        self.s3.put_object(
-            Bucket=self.bucket,
-            Key=sidecar,
-            Body=json.dumps(document, ensure_ascii=False, indent=1).encode(),
-            ContentType="application/json",
-        )
+        try:
+            self.s3.put_object(
+                Bucket=self.bucket,
+                Key=sidecar,
+                Body=json.dumps(document, ensure_ascii=False, indent=1).encode(),
+                ContentType="application/json",
+                IfNoneMatch="*",
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "PreconditionFailed":
+                raise  # else: the earlier delivery's sidecar describes the same verified copy: kept
