@@ -148,3 +148,24 @@ def test_cli_gives_each_tenant_its_own_key_and_zone_on_request():
     ]
     assert all(t.sk and len(t.sk) == 32 for t in config.tenants)
     assert config_from_args(_parser().parse_args(["--tenants", "2"])).tenants[1].ak is None
+
+
+def test_the_exporters_client_for_tenant_b_must_carry_bs_key(sim):
+    """The product's client, as ``ccfs_client(settings, tenant)`` builds it per tenant: B's window
+    asked with A's credentials is a CcfsAuthError (HTTP 401); with B's it is accepted."""
+    from datetime import datetime
+
+    from ccfs.client import CcfsClient, CcfsConfig, RetryPolicy
+    from ccfs.errors import CcfsAuthError
+
+    day = sim.base_date + timedelta(days=1)
+    begin, end = datetime.combine(day, datetime.min.time()), datetime.combine(day, datetime.max.time())
+    begin, end = begin.replace(microsecond=0), end.replace(microsecond=0)
+
+    def client(ak: str, sk: str) -> CcfsClient:
+        return CcfsClient(CcfsConfig(sim.base_url, ak, sk, ca_bundle=sim.ca_bundle, retry=RetryPolicy(attempts=1)))
+
+    with client("ak-a", "sk-a") as a, client("ak-b", "sk-b") as b:
+        with pytest.raises(CcfsAuthError):
+            a.query_bill_data(begin, end, callback_url="http://127.0.0.1:9/cb", account_id="acct002")
+        assert b.query_bill_data(begin, end, callback_url="http://127.0.0.1:9/cb", account_id="acct002")
