@@ -216,10 +216,7 @@ def reset_process_caches() -> None:
     aws.resource.cache_clear()
     parameters.clear_caches()
     factory.clear_caches()
-    if factory._client is not None:
-        factory._client.close()
-    factory._client = None
-    factory._client_key = None
+    factory.close_clients()
 
 
 @pytest.fixture

@@ -2,9 +2,11 @@
 
 Checks run cheapest first and any rejection writes nothing and sends nothing:
 method (405) → body size (413) → Content-Type (415) → auth-v2 signature over the path as CC-FS
-addressed it, stage included (401) → JSON shape (400). An authentic, valid callback is applied by
-``exporter.callbacks.process_callback`` and always answered ``200 {"resultCode":"0"}``, duplicates
-included, so CC-FS stops repeating it. Heavy work (the download) happens on the BillQueue.
+addressed it, stage included, with the sk of the ak it names (401) → JSON shape (400) → bound to the
+signing developer account: the job (and a non-empty accountId) must be a tenant of that ak (403).
+An authentic, valid callback is applied by ``exporter.callbacks.process_callback`` and always
+answered ``200 {"resultCode":"0"}``, duplicates included, so CC-FS stops repeating it.
+Heavy work (the download) happens on the BillQueue.
 
 Never logged: the Authorization value, the sk, the body. Rejections log a reason code only.
 The cold path imports only what this function needs (no Tracer, no CC-FS HTTP client).
@@ -28,9 +30,10 @@ from ccfs.auth import SignatureError, verify
 from ccfs.models import BillCallback
 from exporter import ccfs_factory
 from exporter.aws import client, logger, metrics
-from exporter.callbacks import OUTCOME_METRICS, process_callback
+from exporter.callbacks import OUTCOME_METRICS, CallbackOutcome, process_callback
 from exporter.config import ConfigError, get_settings
 from exporter.jobs import JobStore
+from exporter.tenants import TenantKeys
 
 CALLBACK_PATH = "/ccfs/callback"
 MAX_BODY_BYTES = 16 * 1024
@@ -63,12 +66,18 @@ def _answer(status: int, code: str, desc: str, headers: dict[str, str] | None = 
     )
 
 
-def _reject(status: int, desc: str, reason: str, headers: dict[str, str] | None = None) -> Response:
+def _reject(
+    status: int,
+    desc: str,
+    reason: str,
+    headers: dict[str, str] | None = None,
+    log_extra: dict[str, Any] | None = None,
+) -> Response:
     metrics.add_metric(name="CallbackRejected", unit=MetricUnit.Count, value=1)
     if status == 401:
         metrics.add_metric(name="CallbackSignatureRejected", unit=MetricUnit.Count, value=1)
     metrics.add_metadata(key="rejectReason", value=reason)
-    logger.warning("callback rejected", extra={"status": status, "reason": reason})
+    logger.warning("callback rejected", extra={"status": status, "reason": reason, **(log_extra or {})})
     return _answer(status, str(status), desc, headers)
 
 
@@ -116,18 +125,18 @@ def _query(event: dict[str, Any]) -> list[tuple[str, str]] | None:
     return list(single.items()) or None
 
 
-def _verify(event: dict[str, Any], raw: bytes) -> None:
-    settings = get_settings()
+def _verify(event: dict[str, Any], raw: bytes, keys: TenantKeys) -> str:
+    """Verify with the sk of the ak the Authorization value names (any configured tenant's); return the ak."""
     context = event.get("requestContext") or {}
     path = context.get("path") or event.get("path") or ""
     try:
-        verify(
+        return verify(
             _header(event.get("headers"), "authorization"),
             str(event.get("httpMethod") or "POST"),
             path,
             list((event.get("headers") or {}).items()),
             raw,
-            secret_for=ccfs_factory.secret_for(settings),
+            secret_for=keys.sk_for,
             now=utc_now(),
             max_skew=MAX_SKEW_SECONDS,
             query=_query(event),
@@ -166,24 +175,37 @@ def _send_bill(message: dict[str, str]) -> None:
 @app.post(CALLBACK_PATH)
 def callback() -> Response:
     event = app.current_event.raw_event
+    settings = get_settings()
     try:
         raw = _raw_body(event)
         _check_content_type(_header(event.get("headers"), "content-type"))
-        _verify(event, raw)
+        keys = ccfs_factory.tenant_keys(settings)
+        ak = _verify(event, raw, keys)
         parsed = _parse(raw)
     except _Rejected as rejected:
         return _reject(rejected.status, rejected.desc, rejected.reason)
 
-    settings = get_settings()
     body = parsed.msgBody
+    owned = keys.tenants_of(ak)
     outcome = process_callback(
         JobStore(settings.jobs_table, settings.retention_days),
         _send_bill,
         body,
         allow_unsolicited=settings.allow_unsolicited,
         now=utc_now(),
+        owned=owned,
     )
-    for name in OUTCOME_METRICS[outcome]:
+    if outcome is CallbackOutcome.FOREIGN:
+        # Authentic, but signed by another tenant's developer account: nothing was written or sent.
+        # The ak is an identifier, not a secret; the tenants say whose account signed it.
+        metrics.add_metric(name="CallbackTenantMismatch", unit=MetricUnit.Count, value=1)
+        return _reject(
+            403,
+            "callback is not for a request of the signing developer account",
+            "tenant_mismatch",
+            log_extra={"responseId": body.responseId, "signedFor": sorted(owned)},
+        )
+    for name in OUTCOME_METRICS[outcome]:  # FOREIGN returned above
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
     logger.info("callback applied", extra={"responseId": body.responseId, "outcome": outcome.value})
     return _answer(200, "0", "success")

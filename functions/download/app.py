@@ -99,7 +99,7 @@ def process_bill(record: SQSRecord) -> dict[str, Any]:
     with logger.append_context_keys(response_id=message.responseId, bill_file_name=message.billFileName):
         return export_bill(
             message,
-            ccfs=ccfs_client(settings),
+            ccfs=ccfs_client(settings, message.tenant),
             progress=_progress(settings),
             s3=client("s3"),
             sqs=client("sqs"),
@@ -114,7 +114,7 @@ def process_recording(record: SQSRecord) -> dict[str, Any]:
     receive_count = int(record.attributes.approximate_receive_count or 1)
     with log_keys(response_id=message.responseId, call_id=message.callId):
         copier = RecordingCopier(
-            ccfs=ccfs_client(settings),
+            ccfs=ccfs_client(settings, message.tenant),
             s3=client("s3"),
             progress=_progress(settings),
             bucket=settings.export_bucket,
@@ -186,10 +186,24 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItem
     if RECORDING_CONCURRENCY > 1 and _all_recordings(event):
         batch = recording_processor
         settings = get_settings()  # warm the process-wide clients here, not racing in the workers
-        ccfs_client(settings)
+        for tenant in _tenants_of(event):
+            ccfs_client(settings, tenant)
         for service in ("s3", "dynamodb"):
             client(service)
     return process_partial_response(event=event, record_handler=record_handler, processor=batch, context=context)
+
+
+def _tenants_of(event: dict[str, Any]) -> set[str]:
+    """The tenants a batch's recording messages name (unreadable bodies are left to their record)."""
+    tenants: set[str] = set()
+    for record in event.get("Records") or []:
+        try:
+            tenant = json.loads(str(record.get("body") or "")).get("tenant")
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(tenant, str) and tenant:
+            tenants.add(tenant)
+    return tenants
 
 
 def _all_recordings(event: dict[str, Any]) -> bool:

@@ -81,11 +81,12 @@ def build_context(settings: Settings, lambda_context: LambdaContext) -> RequestC
     return RequestContext(
         settings=settings,
         store=JobStore(settings.jobs_table, settings.retention_days),
-        ccfs=lambda: ccfs_factory.ccfs_client(settings),
+        ccfs=lambda tenant: ccfs_factory.ccfs_client(settings, tenant),
         clock=utc_now,
         send_request=_sender(settings.request_queue_url, "REQUEST_QUEUE_URL"),
         send_bill=_sender(settings.bill_queue_url, "BILL_QUEUE_URL"),
         time_left_ms=lambda_context.get_remaining_time_in_millis,
+        zone=lambda tenant: ccfs_factory.tenant_zone(settings, tenant),
     )
 
 

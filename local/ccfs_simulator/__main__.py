@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import secrets
 import signal
 import sys
 import threading
@@ -41,6 +42,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--tz", default="Asia/Shanghai", help="time zone(s), comma-separated, cycled over tenants")
     p.add_argument("--ak", default="demo-ak")
     p.add_argument("--sk", default=None, help="default: random per run (printed)")
+    p.add_argument(
+        "--tenant-keys",
+        action="store_true",
+        help="each tenant its own developer account: ak '{ak}-{accountId}', random sk (printed); "
+        "default: --ak/--sk owns every tenant",
+    )
     p.add_argument("--base-date", type=date.fromisoformat, default=None, help="yyyy-mm-dd, default today-7")
     p.add_argument("--days", type=int, default=14)
     p.add_argument("--min-recording-bytes", type=int, default=2_000)
@@ -107,6 +114,8 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         TenantSpec(f"acct{i + 1:03d}", zones[i % len(zones)], args.calls_per_day, args.agents)
         for i in range(args.tenants)
     ]
+    if args.tenant_keys:
+        tenants = [replace(t, ak=f"{args.ak}-{t.account_id}", sk=secrets.token_hex(16)) for t in tenants]
     faults = PROFILES[args.profile]
     if args.latency_ms is not None:
         faults = replace(faults, latency_ms=args.latency_ms)

@@ -49,10 +49,16 @@ class TenantSpec:
     tz: str = "Asia/Shanghai"
     calls_per_day: int = 200
     agents: int = 20
+    # The tenant's own developer account (seed 000: "the developer account (appId) must correspond
+    # to the enterprise account (accountId)"). None: the simulator's default ak/sk owns the tenant.
+    ak: str | None = None
+    sk: str | None = field(default=None, repr=False)
 
     def validate(self) -> None:
         if not 1 <= len(self.account_id) <= 20:
             raise ValueError(f"account_id must be 1-20 characters: {self.account_id!r}")
+        if (self.ak is None) != (self.sk is None) or self.ak == "" or self.sk == "":
+            raise ValueError(f"tenant {self.account_id}: give both ak and sk (its own developer account) or neither")
         try:
             ZoneInfo(self.tz)
         except (ZoneInfoNotFoundError, ValueError):
@@ -207,6 +213,10 @@ class SimulatorConfig:
             raise ValueError("at most 80 tenants")
         for tenant in self.tenants:
             tenant.validate()
+        own = [t.ak for t in self.tenants if t.ak is not None]
+        taken = {self.ak, *self.extra_keys}
+        if len(set(own)) != len(own) or taken & set(own):
+            raise ValueError("each tenant's ak must be its own (not another tenant's, the default ak or an extra key)")
         if not 60 <= self.min_recording_bytes <= self.max_recording_bytes:
             raise ValueError("need 60 <= min_recording_bytes <= max_recording_bytes")
         for call_id, size in self.big_recordings.items():

@@ -209,6 +209,12 @@ class Simulator:
             shared_name_rate=self.config.shared_name_rate,
         )
         self._keys = {self.config.ak: self.config.sk, **self.config.extra_keys}
+        # Seed 000: a developer account (ak) owns tenant spaces; a tenant without its own ak belongs
+        # to the default one. A request naming a tenant must be signed by the ak owning it.
+        self._owner = {t.account_id: t.ak or self.config.ak for t in self.config.tenants}
+        for tenant in self.config.tenants:
+            if tenant.ak is not None and tenant.sk is not None:
+                self._keys[tenant.ak] = tenant.sk
         self._lock = threading.RLock()
         self._counter_cond = threading.Condition()
         self._counters: Counter[str] = Counter()
@@ -564,14 +570,26 @@ class Simulator:
 
     # ------------------------------------------------------------------ operations
 
+    def _refuse_account(self, ex: Exchange) -> None:
+        """The request names a tenant space another developer account owns: CC-FS checks the
+        appId/accountId pairing with the signature and answers as for a bad signature (HTTP 401)."""
+        self._count("http_401_account_not_owned")
+        ex.send_json(401, {"resultCode": "401", "resultDesc": "authentication failed: account_not_owned"})
+
+    def _owns(self, ak: str, account_id: str) -> bool:
+        return self._owner.get(account_id) == ak
+
     def _op_queryBillData(self, ex: Exchange, ak: str, payload: dict[str, Any]) -> None:
         body = self._read(ex, read_query, payload)
         if body is None:
             return
+        if body.accountId and body.accountId in self._owner and not self._owns(ak, body.accountId):
+            self._refuse_account(ex)
+            return
         raw_body = payload.get("msgBody") or {}
         account_present = "accountId" in raw_body
         response_id = self._new_response_id()
-        zone = self._zone_for(body.accountId)
+        zone = self._zone_for(body.accountId, ak)
         query_day = datetime.fromtimestamp(self._clock(), zone).date()
         bill_name = f"{query_day:%Y%m%d}_{response_id.replace('-', '')}.zip"  # "without dashes" (§3)
         query = _Query(
@@ -638,6 +656,8 @@ class Simulator:
         utc_times = payload.get("version") in (None, "")
         found: list[Recording] = []
         for call in self.center.find_call(request.callId):
+            if not self._owns(ak, call.account_id):  # "the developer's ak must own the call"
+                continue
             begin, end = request.beginTime, request.endTime
             if utc_times:
                 zone = self.center.zone(call.account_id)
@@ -714,7 +734,7 @@ class Simulator:
         if request is None:
             return
         recording = self.center.find_by_file_name(request.fileName)
-        if recording is None or not self._synced(recording):
+        if recording is None or not self._owns(ak, recording.account_id) or not self._synced(recording):
             self._reply(ex, "0300012")
             return
         self._send_recording(ex, recording, BINARY_TYPE)
@@ -728,7 +748,11 @@ class Simulator:
         recordings = (
             [by_name] if by_name is not None else [r for call in self.center.find_call(name) for r in call.recordings]
         )
-        recordings = [r for r in recordings if (cc_id is None or r.cc_id == cc_id) and self._synced(r)]
+        recordings = [
+            r
+            for r in recordings
+            if (cc_id is None or r.cc_id == cc_id) and self._owns(ak, r.account_id) and self._synced(r)
+        ]
         if not recordings:
             self._reply(ex, "0300012")
             return
@@ -858,7 +882,10 @@ class Simulator:
             "base_url": self.base_url,
             "ca_bundle": self.ca_bundle,
             "ak": self.ak,
-            "tenants": [{"account_id": t.account_id, "tz": t.tz} for t in self.center.tenants],
+            # a tenant with its own developer account also names its ak (and, with secrets, its sk)
+            "tenants": [
+                {"account_id": t.account_id, "tz": t.tz, **({"ak": t.ak} if t.ak else {})} for t in self.center.tenants
+            ],
             "admin_url": self.admin_url,
             "obs_host": self.obs_host,
             "base_date": self.base_date.isoformat(),
@@ -866,20 +893,33 @@ class Simulator:
         }
         if include_secret:
             data["sk"] = self.sk
+            for entry in data["tenants"]:
+                if "ak" in entry:
+                    entry["sk"] = self._keys[entry["ak"]]
         return data
+
+    def tenant_keys(self, account_id: str) -> tuple[str, str]:
+        """``(ak, sk)`` of the developer account owning ``account_id`` (its own, or the default)."""
+        ak = self._owner[account_id]
+        return ak, self._keys[ak]
 
     # ------------------------------------------------------------------ bills and callbacks
 
-    def _zone_for(self, account_id: str | None) -> ZoneInfo:
+    def _zone_for(self, account_id: str | None, ak: str) -> ZoneInfo:
+        """The tenant's zone; without an accountId, that of the ak's first tenant (or the first)."""
         if account_id and self.center.tenant(account_id) is not None:
             return self.center.zone(account_id)
-        return self.center.zone(self.center.tenants[0].account_id)
+        owned = self._accounts_of(ak) or [self.center.tenants[0].account_id]
+        return self.center.zone(owned[0])
 
-    def _select_calls(self, body: QueryBody) -> list[Call]:
+    def _accounts_of(self, ak: str) -> list[str]:
+        return [t.account_id for t in self.center.tenants if self._owns(ak, t.account_id)]
+
+    def _select_calls(self, body: QueryBody, ak: str) -> list[Call]:
         if body.accountId:
             accounts = [body.accountId] if self.center.tenant(body.accountId) is not None else []
         else:
-            accounts = [t.account_id for t in self.center.tenants]
+            accounts = self._accounts_of(ak)  # the whole developer account: its own tenants only
         calls = [c for a in accounts for c in self.center.calls_between(a, body.beginTime, body.endTime)]
 
         def keep(call: Call) -> bool:
@@ -897,13 +937,13 @@ class Simulator:
     def _build_bill(self, query: _Query) -> None:
         assert self._tmp is not None
         body = query.body
-        calls = self._select_calls(body)
+        calls = self._select_calls(body, query.ak)
         cdr_rows = [leg for call in calls for leg in call.legs]
         index_rows = [rec.row for call in calls for rec in call.recordings]
         path = Path(self._tmp.name) / query.bill_file_name
         entries = write_bill_zip(
             path,
-            generated_at=datetime.fromtimestamp(self._clock(), self._zone_for(body.accountId)),
+            generated_at=datetime.fromtimestamp(self._clock(), self._zone_for(body.accountId, query.ak)),
             random_digits=f"{random.Random(query.response_id).randrange(1000):03d}",
             cdr=(CDR_HEADER, cdr_rows) if body.dataType in ("call", "call_record") else None,
             index=(INDEX_HEADER, index_rows) if body.dataType in ("record", "call_record") else None,

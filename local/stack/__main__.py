@@ -27,7 +27,18 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calls", type=int, default=150, help="calls per tenant per day (default 150)")
     p.add_argument("--tenants", type=int, default=2, help="demo tenants acct001.. (default 2)")
     p.add_argument("--days", type=int, default=1, help="days of data, ending with the last settled day (default 1)")
-    p.add_argument("--tz", default="Asia/Shanghai", help="tenant time zone (default Asia/Shanghai)")
+    p.add_argument(
+        "--tz",
+        default="Asia/Shanghai,America/Sao_Paulo",
+        help="tenant time zones, comma-separated, cycled over the tenants; the first is TENANT_TIMEZONE "
+        "(default Asia/Shanghai,America/Sao_Paulo)",
+    )
+    p.add_argument(
+        "--shared-keys",
+        action="store_true",
+        help="one developer ak/sk for every tenant (the single-account secret); default: with several "
+        "tenants each has its own (the per-tenant secret), as seed 000 says",
+    )
     p.add_argument("--profile", choices=("none", "flaky", "chaos"), default="none", help="CC-FS fault profile")
     p.add_argument("--seed", type=int, default=1, help="synthetic data seed")
     p.add_argument("--tick", type=float, default=2.0, help="schedule period in seconds (default 2)")
@@ -45,6 +56,7 @@ def _config(args: argparse.Namespace, schedule: bool) -> StackConfig:
         calls=args.calls,
         tenants=args.tenants,
         tz=args.tz,
+        tenant_keys=False if args.shared_keys else None,
         profile=args.profile,
         seed=args.seed,
         days=days,
@@ -75,6 +87,11 @@ def _serve_info(stack: LocalStack) -> dict[str, Any]:
             "sk": stack.sim.sk,
             "tenants": stack.tenants,
             "tz": stack.config.tz,
+            # each tenant's developer account and zone (the same ak/sk as above unless separate)
+            "tenant_keys": {
+                t: {"ak": stack.sim.tenant_keys(t)[0], "sk": stack.sim.tenant_keys(t)[1], "tz": str(stack.zone_of(t))}
+                for t in stack.tenants
+            },
             "base_date": stack.base_date.isoformat(),
             "days": stack.config.days,
         },

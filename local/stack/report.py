@@ -95,12 +95,17 @@ def _section(out: TextIO, title: str) -> None:
     out.write(f"\n== {title}\n")
 
 
+def _tenant_label(stack: Any, tenant: str) -> str:
+    keys = "own ak/sk" if stack.separate_keys else "shared ak/sk"
+    return f"{tenant} ({stack.zone_of(tenant)}, {keys})"
+
+
 def print_summary(stack: Any, progress: Any, verdict: Any, elapsed: float, out: TextIO = sys.stdout) -> None:
     counts = verdict.counts
     cfg = stack.config
     _section(out, "requested")
     out.write(
-        f"tenants {', '.join(stack.tenants)} ({cfg.tz}), {cfg.calls} calls/tenant/day, days from "
+        f"tenants {', '.join(_tenant_label(stack, t) for t in stack.tenants)}, {cfg.calls} calls/tenant/day, days from "
         f"{stack.base_date} x{cfg.days}, fault profile {cfg.profile}\n"
     )
     for tenant, begin, end in stack.required:

@@ -138,6 +138,10 @@ def main(argv: list[str] | None = None) -> int:
         text = sys.stdin.readline() if args.serve == "-" else Path(args.serve).read_text(encoding="utf-8")
         serve = json.loads(text.strip().splitlines()[0])
         ak, sk = serve["simulator"]["ak"], serve["simulator"]["sk"]
+        tenant_keys = serve["simulator"].get("tenant_keys") or {}
+        if tenant_keys:  # tenants with their own developer accounts: sign as the first one
+            first = tenant_keys[sorted(tenant_keys)[0]]
+            ak, sk = first["ak"], first["sk"]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     written = []

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import tempfile
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,11 @@ class StackConfig:
     stack_name: str = "aicc-export-local"
     tenants: int = 2
     calls: int = 150  # per tenant per day
-    tz: str = "Asia/Shanghai"  # TENANT_TIMEZONE is one zone for the whole deployment
+    # Tenant time zones, comma-separated, cycled over the tenants; the first is TENANT_TIMEZONE.
+    tz: str = "Asia/Shanghai,America/Sao_Paulo"
+    # Each tenant its own developer account (seed 000: own ak/sk; the secret in its per-tenant map
+    # form, with each tenant's zone). None: when there are several tenants.
+    tenant_keys: bool | None = None
     profile: str = "none"  # none | flaky | chaos (local.ccfs_simulator.PROFILES)
     faults: Any = None  # a Faults instance overriding the profile
     seed: int = 1
@@ -221,8 +226,23 @@ class LocalStack:
         return [f"acct{i + 1:03d}" for i in range(self.config.tenants)]
 
     @property
+    def zones(self) -> list[str]:
+        return [z.strip() for z in self.config.tz.split(",") if z.strip()] or ["Asia/Shanghai"]
+
+    @property
     def zone(self) -> ZoneInfo:
-        return ZoneInfo(self.config.tz)
+        """The stack's TENANT_TIMEZONE (the first of ``config.tz``)."""
+        return ZoneInfo(self.zones[0])
+
+    def zone_of(self, tenant: str) -> ZoneInfo:
+        zones = self.zones
+        return ZoneInfo(zones[self.tenants.index(tenant) % len(zones)])
+
+    @property
+    def separate_keys(self) -> bool:
+        """Whether each tenant is its own developer account (``StackConfig.tenant_keys``)."""
+        wanted = self.config.tenant_keys
+        return self.config.tenants > 1 if wanted is None else wanted
 
     @property
     def base_date(self) -> date:
@@ -237,8 +257,9 @@ class LocalStack:
                         "SettleMinutes", _parameter_default(self.config.template, "SettleMinutes", 30)
                     )
                 )
-                settled = datetime.now(self.zone) - timedelta(minutes=settle)
-                self._base_date = settled.date() - timedelta(days=self.config.days)
+                # the last day that is over in every tenant's zone
+                settled = min((datetime.now(self.zone_of(t)) - timedelta(minutes=settle)).date() for t in self.tenants)
+                self._base_date = settled - timedelta(days=self.config.days)
         return self._base_date
 
     def client(self, service: str) -> Any:
@@ -365,9 +386,15 @@ class LocalStack:
         if cfg.profile not in PROFILES:
             raise ValueError(f"unknown fault profile {cfg.profile!r} (one of {', '.join(sorted(PROFILES))})")
         faults = cfg.faults if cfg.faults is not None else PROFILES[cfg.profile]
+        zones = {t: str(self.zone_of(t)) for t in self.tenants}
+        if not self.separate_keys and len(set(zones.values())) > 1:
+            raise ValueError("tenants in several time zones need their own keys (tenant_keys): the zone is per tenant")
+        tenants = [TenantSpec(t, tz=zones[t], calls_per_day=cfg.calls) for t in self.tenants]
+        if self.separate_keys:
+            tenants = [replace(t, ak=f"local-ak-{t.account_id}", sk=secrets.token_hex(16)) for t in tenants]
         sim_config = SimulatorConfig(
             seed=cfg.seed,
-            tenants=[TenantSpec(t, tz=cfg.tz, calls_per_day=cfg.calls) for t in self.tenants],
+            tenants=tenants,
             callback_retry_interval=cfg.callback_retry_interval,
             base_date=self.base_date,
             days=cfg.days,
@@ -378,9 +405,13 @@ class LocalStack:
 
     def _create_secrets(self) -> None:
         stack = self.config.stack_name
-        secret = self.client("secretsmanager").create_secret(
-            Name=f"{stack}/ccfs", SecretString=json.dumps({"ak": self.sim.ak, "sk": self.sim.sk})
-        )
+        value: dict[str, Any] = {"ak": self.sim.ak, "sk": self.sim.sk}
+        if self.separate_keys:  # the per-tenant map form (README "CC-FS secret")
+            value = {"tenants": {}}
+            for tenant in self.tenants:
+                ak, sk = self.sim.tenant_keys(tenant)
+                value["tenants"][tenant] = {"ak": ak, "sk": sk, "timezone": str(self.zone_of(tenant))}
+        secret = self.client("secretsmanager").create_secret(Name=f"{stack}/ccfs", SecretString=json.dumps(value))
         self.names.secret_arn = secret["ARN"]
         self.names.ca_param = f"/{stack}/ccfs-ca"
         pem = Path(self.sim.ca_bundle).read_text(encoding="utf-8")
@@ -393,7 +424,7 @@ class LocalStack:
             "CcfsSecretArn": self.names.secret_arn,
             "CcfsCaBundleParameter": self.names.ca_param,
             "TenantAccountIds": ",".join(self.tenants),
-            "TenantTimeZone": cfg.tz,
+            "TenantTimeZone": self.zones[0],
             "ScheduleEnabled": "true" if cfg.schedule else "false",
             "ExportStartTime": f"{self.base_date:%Y-%m-%d}T00:00:00" if cfg.schedule else "",
             "CallbackTimeoutMinutes": cfg.callback_timeout_minutes,

@@ -280,7 +280,8 @@ def receiver_factory() -> Iterator[Any]:
     made: list[CallbackReceiver] = []
 
     def make(sim, **kwargs: Any) -> CallbackReceiver:
-        made.append(CallbackReceiver(keys={sim.ak: sim.sk, **sim.config.extra_keys}, **kwargs))
+        tenant_keys = {t.ak: t.sk for t in sim.config.tenants if t.ak and t.sk}
+        made.append(CallbackReceiver(keys={sim.ak: sim.sk, **sim.config.extra_keys, **tenant_keys}, **kwargs))
         return made[-1]
 
     yield make

@@ -128,7 +128,7 @@ class Harness:
     def bills(self) -> list[dict[str, Any]]:
         return [json.loads(m["Body"]) for m in sqs_messages(self.bill_queue_url)]
 
-    def put_job(self, rid: str = RID, tenant: str = "_all", **changes: Any) -> None:
+    def put_job(self, rid: str = RID, tenant: str = "acct001", **changes: Any) -> None:
         claim = WindowClaim(
             tenant, Window.from_sk("2018-07-02 00:00:00|2018-07-02 00:59:59"), "call_record", None, "schedule"
         )
@@ -296,7 +296,7 @@ def test_any_response_id_the_field_allows_is_accepted(harness: Harness, rid: str
     assert (code, reply["resultCode"]) == (200, "0")
     job = harness.job(rid)
     assert job is not None and job["job_status"] == "READY" and job["bill_file_name"] == name
-    assert harness.bills() == [{"responseId": rid, "billFileName": name, "tenant": "_all"}]
+    assert harness.bills() == [{"responseId": rid, "billFileName": name, "tenant": "acct001"}]
 
 
 @pytest.mark.parametrize(
@@ -327,7 +327,7 @@ def test_vendor_example_event_file_after_re_signing_is_accepted(
     assert job is not None
     assert job["job_status"] == "READY" and job["bill_file_name"] == NAME and job["bill_enqueued"] is True
     assert job["callback_at"] == job["status_at"] == "2026-11-21T10:00:00Z"
-    assert harness.bills() == [{"responseId": RID, "billFileName": NAME, "tenant": "_all"}]
+    assert harness.bills() == [{"responseId": RID, "billFileName": NAME, "tenant": "acct001"}]
     assert emitted_metrics(capsys.readouterr().out) == {"CallbacksAccepted": 1}
 
 
@@ -340,7 +340,7 @@ def test_callback_as_api_gateway_delivers_it_without_content_length_is_accepted(
     _set_header(event, "Content-Length", None)
     code, body = harness.call(event)
     assert (code, body) == (200, {"resultCode": "0", "resultDesc": "success"})
-    assert harness.bills() == [{"responseId": RID, "billFileName": NAME, "tenant": "_all"}]
+    assert harness.bills() == [{"responseId": RID, "billFileName": NAME, "tenant": "acct001"}]
     assert emitted_metrics(capsys.readouterr().out) == {"CallbacksAccepted": 1}
 
 
@@ -366,14 +366,15 @@ def test_replayed_callback_updates_once_and_sends_one_message(
 def test_unknown_response_id_is_recorded_unsolicited_without_a_download(
     harness: Harness, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, _ = harness.call(make_event(_body(accountId="acct009")))
+    code, _ = harness.call(make_event(_body(accountId="acct001")))
     assert code == 200
     job = harness.job()
     assert job is not None
-    assert job["job_status"] == "UNSOLICITED" and job["bill_file_name"] == NAME and job["tenant"] == "acct009"
+    assert job["job_status"] == "UNSOLICITED" and job["bill_file_name"] == NAME and job["tenant"] == "acct001"
+    assert job["callback_tenants"] == {"acct001"}
     assert harness.bills() == []
     assert emitted_metrics(capsys.readouterr().out) == {"CallbackUnsolicited": 1}
-    assert harness.call(make_event(_body(accountId="acct009")))[0] == 200  # replay: still nothing sent
+    assert harness.call(make_event(_body(accountId="acct001")))[0] == 200  # replay: still nothing sent
     assert harness.bills() == []
 
 
@@ -387,7 +388,7 @@ def test_unknown_response_id_is_downloaded_when_unsolicited_callbacks_are_allowe
     assert harness.call(make_event())[0] == 200
     job = harness.job()
     assert job is not None and job["job_status"] == "READY" and job["bill_enqueued"] is True
-    assert harness.bills() == [{"responseId": RID, "billFileName": NAME, "tenant": "_all"}]
+    assert harness.bills() == [{"responseId": RID, "billFileName": NAME, "tenant": "acct001"}]
 
 
 def test_base64_encoded_body_is_accepted(harness: Harness) -> None:
@@ -421,7 +422,7 @@ def test_failed_send_fails_the_invocation_and_the_retry_sends_it(
     assert harness.bills() == []
 
     assert harness.call(make_event())[0] == 200  # CC-FS calls back again
-    assert harness.bills() == [{"responseId": RID, "billFileName": NAME, "tenant": "_all"}]
+    assert harness.bills() == [{"responseId": RID, "billFileName": NAME, "tenant": "acct001"}]
     job = harness.job()
     assert job is not None and job["bill_enqueued"] is True
 
@@ -441,7 +442,7 @@ def test_late_callback_for_a_superseded_job_is_remembered_without_a_download(
 def test_late_callback_revives_a_job_that_failed_for_want_of_one(harness: Harness) -> None:
     harness.put_job(job_status="FAILED", error="no callback after 3 attempts")
     window = {
-        "pk": "WINDOW#_all",
+        "pk": "WINDOW#acct001",
         "sk": "2018-07-02 00:00:00|2018-07-02 00:59:59",
         "response_id": RID,
         "job_status": "FAILED",
@@ -508,3 +509,98 @@ def test_event_copy_is_independent() -> None:
     clone = copy.deepcopy(event)
     refresh_signature(clone)
     assert clone["headers"]["Authorization"] != event["headers"]["Authorization"]
+
+
+# ---------------------------------------------------------------------------- tenants are separate accounts
+
+TWO_TENANTS = {
+    "tenants": {
+        "acct001": {"ak": "ak-one", "sk": "sk-one"},
+        "acct002": {"ak": "ak-two", "sk": "sk-two", "timezone": "Europe/Berlin"},
+    }
+}
+
+
+@pytest.fixture
+def two_tenants(harness: Harness, aws: Any, monkeypatch: pytest.MonkeyPatch) -> Harness:
+    """The per-tenant secret: acct001 and acct002 are separate developer accounts."""
+    import boto3
+
+    from exporter.config import get_settings
+    from tests.conftest import reset_process_caches
+
+    boto3.client("secretsmanager").put_secret_value(SecretId=aws.secret_arn, SecretString=json.dumps(TWO_TENANTS))
+    monkeypatch.setenv("TENANT_ACCOUNT_IDS", "acct001,acct002")
+    reset_process_caches()
+    harness.settings = get_settings()
+    return harness
+
+
+def test_each_tenants_callback_is_verified_with_its_own_key(two_tenants: Harness) -> None:
+    two_tenants.put_job(rid=RID, tenant="acct002", account_id="acct002")
+    code, _ = two_tenants.call(make_event(_body(accountId="acct002"), ak="ak-two", sk="sk-two"))
+    assert code == 200
+    assert two_tenants.bills() == [
+        {"responseId": RID, "billFileName": NAME, "tenant": "acct002", "accountId": "acct002"}
+    ]
+    # the old single-key secret is gone: its ak is unknown now
+    assert two_tenants.call(make_event(_body(), ak="demo-ak", sk="demo-sk"))[0] == 401
+
+
+@pytest.mark.parametrize("account_id", ["", "acct001", "acct002"])
+def test_a_callback_signed_by_tenant_a_for_tenant_bs_job_is_refused(
+    two_tenants: Harness, capsys: pytest.CaptureFixture[str], logs_to_capsys: None, account_id: str
+) -> None:
+    two_tenants.put_job(rid=RID, tenant="acct002", account_id="acct002")
+    before = two_tenants.items()
+    code, reply = two_tenants.call(make_event(_body(accountId=account_id), ak="ak-one", sk="sk-one"))
+    assert (code, reply["resultCode"]) == (403, "403")
+    assert two_tenants.items() == before  # nothing written
+    assert two_tenants.bills() == []  # nothing queued
+    out = capsys.readouterr().out
+    assert emitted_metrics(out) == {"CallbackRejected": 1, "CallbackTenantMismatch": 1}
+    assert '"reason":"tenant_mismatch"' in out and '"signedFor":["acct001"]' in out
+    assert "sk-one" not in out and "Authorization" not in out
+
+
+def test_a_callback_naming_another_tenants_account_is_refused_before_any_lookup(two_tenants: Harness) -> None:
+    # unknown responseId, accountId of tenant B, signed by tenant A: not even an UNSOLICITED item
+    code, _ = two_tenants.call(make_event(_body(accountId="acct002"), ak="ak-one", sk="sk-one"))
+    assert code == 403
+    assert two_tenants.items() == []
+    assert two_tenants.bills() == []
+
+
+def test_an_unsolicited_callback_is_attributed_to_the_signing_tenant(
+    two_tenants: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from exporter.config import get_settings
+
+    monkeypatch.setenv("ALLOW_UNSOLICITED", "true")
+    get_settings.cache_clear()
+    assert two_tenants.call(make_event(_body(accountId=""), ak="ak-two", sk="sk-two"))[0] == 200
+    job = two_tenants.job()
+    assert job is not None and job["tenant"] == "acct002" and job["callback_tenants"] == {"acct002"}
+    assert two_tenants.bills() == [{"responseId": RID, "billFileName": NAME, "tenant": "acct002"}]
+
+
+def test_an_early_callback_of_tenant_a_is_not_adopted_by_tenant_bs_window(two_tenants: Harness) -> None:
+    """The callback came before the request was recorded (UNSOLICITED), but signed by another
+    tenant: recording tenant B's request must not take it as B's callback."""
+    from exporter.jobs import JobStore
+
+    assert two_tenants.call(make_event(_body(), ak="ak-one", sk="sk-one"))[0] == 200
+    store = JobStore(two_tenants.settings.jobs_table)
+    claim = WindowClaim(
+        "acct002", Window.from_sk("2018-07-02 00:00:00|2018-07-02 00:59:59"), "call_record", "acct002", "schedule"
+    )
+    assert store.claim_backfill_window(claim, NOW)
+    assert not store.link_existing_job(NewJob(RID, claim, 1), NOW)
+    job = two_tenants.job()
+    assert job is not None and job["job_status"] == "UNSOLICITED" and job["tenant"] == "acct001"
+    assert "window_pk" not in job
+    mine = WindowClaim(
+        "acct001", Window.from_sk("2018-07-02 00:00:00|2018-07-02 00:59:59"), "call_record", "acct001", "schedule"
+    )
+    assert store.claim_backfill_window(mine, NOW)
+    assert store.link_existing_job(NewJob(RID, mine, 1), NOW)  # the signing tenant's own window adopts it

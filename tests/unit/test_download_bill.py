@@ -143,7 +143,7 @@ def handler(aws, monkeypatch):
     module.fake = None
 
     def use(fake: Any) -> Any:
-        monkeypatch.setattr(module, "ccfs_client", lambda settings: fake)
+        monkeypatch.setattr(module, "ccfs_client", lambda settings, tenant: fake)
         return fake
 
     module.use = use

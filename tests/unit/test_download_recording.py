@@ -179,7 +179,7 @@ def download_with(fake: FakeCcfs, monkeypatch: pytest.MonkeyPatch) -> Any:
     """The download handler, loaded afresh, talking to ``fake`` instead of CC-FS (fast AWS retries)."""
     fast_clients(monkeypatch)
     module = load_handler("download")
-    monkeypatch.setattr(module, "ccfs_client", lambda settings: fake)
+    monkeypatch.setattr(module, "ccfs_client", lambda settings, tenant: fake)
     return module
 
 

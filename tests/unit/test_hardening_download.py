@@ -66,7 +66,7 @@ def download(aws: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     module = load_handler("download")
 
     def use(fake: Any) -> Any:
-        monkeypatch.setattr(module, "ccfs_client", lambda settings: fake)
+        monkeypatch.setattr(module, "ccfs_client", lambda settings, tenant: fake)
         return fake
 
     module.use = use

@@ -136,7 +136,7 @@ def make_ctx(
     return RequestContext(
         settings=settings,
         store=JobStore(settings.jobs_table, settings.retention_days),
-        ccfs=lambda: ccfs,
+        ccfs=lambda tenant: ccfs,
         clock=clock,
         send_request=out.append,
         send_bill=out.append,
@@ -191,7 +191,7 @@ def handler(aws: Any, monkeypatch: pytest.MonkeyPatch, ccfs: FakeCcfs, clock: Cl
 
     get_settings.cache_clear()
     module = load_handler("request_export")
-    monkeypatch.setattr(ccfs_factory, "ccfs_client", lambda settings: ccfs)
+    monkeypatch.setattr(ccfs_factory, "ccfs_client", lambda settings, tenant: ccfs)
     monkeypatch.setattr(module, "utc_now", clock)
     return module
 
@@ -519,7 +519,7 @@ def test_callback_that_beats_its_request_is_adopted(env: Any, ccfs: FakeCcfs, cl
     rid = "c" * 32
     # CC-FS answers with rid and calls back before we record the request.
     ctx.store.put_unsolicited(rid, f"20261121_{rid}.zip", "_all", None, T)
-    ctx.ccfs = lambda: type("Ccfs", (), {"query_bill_data": lambda self, *a, **k: rid})()
+    ctx.ccfs = lambda tenant: type("Ccfs", (), {"query_bill_data": lambda self, *a, **k: rid})()
     report = run_tick(ctx)
     assert report.requested == 1
     job = get_item(settings, job_key(rid))
@@ -543,7 +543,7 @@ def test_callback_that_beats_its_re_request_is_adopted(env: Any, ccfs: FakeCcfs,
         ctx.store.put_unsolicited(rid, f"20261121_{rid}.zip", "_all", None, T + timedelta(minutes=121))
         return rid
 
-    ctx.ccfs = lambda: type("Ccfs", (), {"query_bill_data": lambda self, *a, **k: query_bill_data(*a, **k)})()
+    ctx.ccfs = lambda tenant: type("Ccfs", (), {"query_bill_data": lambda self, *a, **k: query_bill_data(*a, **k)})()
     report = reconcile(ctx, T + timedelta(minutes=121))
 
     assert report.re_requested == 1 and report.lost_races == 0

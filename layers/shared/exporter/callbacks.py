@@ -13,7 +13,13 @@ step a conditional write (docs/design.md, "Exactly-once rules"):
 - ``SUPERSEDED`` (re-requested after the timeout) → the callback is remembered on the item
   (``callback_at``, ``bill_file_name``) for an operator, no download: the window's current job will
   deliver the same data.
-- Unknown responseId → an ``UNSOLICITED`` item, no download, unless ``ALLOW_UNSOLICITED``.
+- Unknown responseId → an ``UNSOLICITED`` item of the signing ak's tenant, no download, unless
+  ``ALLOW_UNSOLICITED``.
+
+Before any of that the callback is bound to the developer account that signed it (seed 000: one
+developer account, one ak/sk, per tenant): the job must belong to a tenant of the verified ak, and a
+non-empty ``accountId`` must be such a tenant (and the job's). Anything else is ``FOREIGN``: nothing
+written, nothing sent, the handler answers 403 — a tenant cannot complete another tenant's job.
 
 A failed send raises: the handler answers 5xx, CC-FS calls back again, and the ``READY`` +
 ``bill_enqueued = false`` state makes that retry send the message.
@@ -62,6 +68,8 @@ class CallbackOutcome(StrEnum):
     """Unknown responseId: recorded as UNSOLICITED, no download."""
     UNSOLICITED_ACCEPTED = "UNSOLICITED_ACCEPTED"
     """Unknown responseId with ALLOW_UNSOLICITED: READY, bill message sent."""
+    FOREIGN = "FOREIGN"
+    """Signed by an ak whose tenants the job or accountId does not belong to: refused, nothing written."""
 
 
 OUTCOME_METRICS: dict[CallbackOutcome, tuple[str, ...]] = {
@@ -72,6 +80,7 @@ OUTCOME_METRICS: dict[CallbackOutcome, tuple[str, ...]] = {
     CallbackOutcome.SUPERSEDED: ("CallbackDuplicate",),
     CallbackOutcome.UNSOLICITED: ("CallbackUnsolicited",),
     CallbackOutcome.UNSOLICITED_ACCEPTED: ("CallbackUnsolicited", "CallbacksAccepted"),
+    CallbackOutcome.FOREIGN: ("CallbackRejected", "CallbackTenantMismatch"),
 }
 """Metric names (count 1 each) per outcome (docs/design.md metric list)."""
 
@@ -88,6 +97,26 @@ def bill_message(job: Mapping[str, Any]) -> dict[str, str]:
     return message
 
 
+def account_mismatch(owned: frozenset[str], account_id: str | None) -> bool:
+    """Whether a callback's non-empty ``accountId`` names a tenant its ak does not sign for (with
+    the whole developer account exported, ``_all``, any accountId is the ak's own)."""
+    return bool(account_id) and ALL_ACCOUNTS not in owned and account_id not in owned
+
+
+def _job_mismatch(owned: frozenset[str], job: Mapping[str, Any], account_id: str | None) -> bool:
+    if str(job.get("tenant") or ALL_ACCOUNTS) not in owned:
+        return True
+    return bool(account_id and job.get("account_id") and account_id != job["account_id"])
+
+
+def _unsolicited_tenant(owned: frozenset[str], account_id: str | None) -> str | None:
+    """The tenant an unknown responseId is attributed to: the accountId (already checked to be one
+    of the ak's), else the ak's only tenant; None when the ak signs for several and none is named."""
+    if account_id:
+        return account_id if account_id in owned else ALL_ACCOUNTS
+    return next(iter(owned)) if len(owned) == 1 else None
+
+
 def enqueue_bill(store: JobStore, send_bill: BillSender, job: Mapping[str, Any]) -> None:
     """Send the job's one bill message, then remember it was sent."""
     send_bill(bill_message(job))
@@ -101,19 +130,27 @@ def process_callback(
     *,
     allow_unsolicited: bool,
     now: datetime,
+    owned: frozenset[str],
 ) -> CallbackOutcome:
-    """Apply one authentic, validated callback. Idempotent: replaying it changes nothing more."""
+    """Apply one authentic, validated callback signed by an ak that signs for the tenants ``owned``
+    (``TenantKeys.tenants_of``). Idempotent: replaying it changes nothing more."""
     rid = body.responseId
     name = body.billFileName
+    if not owned or account_mismatch(owned, body.accountId):
+        return CallbackOutcome.FOREIGN
     for _ in range(_MAX_ROUNDS):
         job = store.get_job(rid)
         if job is None:
-            tenant = body.accountId or ALL_ACCOUNTS
-            if not store.put_unsolicited(rid, name, tenant, body.accountId, now):
+            tenant = _unsolicited_tenant(owned, body.accountId)
+            # An ak shared by several tenants (the secret's default) naming none: kept for an
+            # operator, never downloaded, since no tenant can be told the bill is its own.
+            if not store.put_unsolicited(rid, name, tenant or ALL_ACCOUNTS, body.accountId, now, owned=owned):
                 continue  # the item appeared meanwhile: look again
-            if not allow_unsolicited:
+            if not allow_unsolicited or tenant is None:
                 return CallbackOutcome.UNSOLICITED
             job = {"response_id": rid, "tenant": tenant, "account_id": body.accountId, "job_status": "UNSOLICITED"}
+        elif _job_mismatch(owned, job, body.accountId):
+            return CallbackOutcome.FOREIGN
 
         status = job.get("job_status")
         if status == JobStatus.REQUESTED:

@@ -1,6 +1,7 @@
-"""Build the CC-FS client and the callback's secret lookup from Secrets Manager / SSM.
+"""Build the CC-FS clients and the callback's secret lookup from Secrets Manager / SSM.
 
-The ak/sk live only in Secrets Manager (JSON ``{"ak": ..., "sk": ...}``); the optional CA bundle in
+The ak/sk live only in Secrets Manager: one secret, ``{"ak": ..., "sk": ...}`` for one developer
+account or a per-tenant map (``exporter.tenants``); the optional CA bundle in
 an SSM parameter. Both are read through Powertools Parameters, which caches them (``max_age``) so a
 warm function does not call Secrets Manager per request but still picks up a rotation.
 """
@@ -10,8 +11,11 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import threading
+from collections.abc import Callable
 from functools import cache
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities import parameters
@@ -19,17 +23,28 @@ from aws_lambda_powertools.utilities.parameters import SecretsProvider, SSMProvi
 
 from exporter.aws import client, logger, metrics
 from exporter.config import ConfigError, Settings
+from exporter.tenants import TenantKeys, parse_secret, resolve_tenants
 
 if TYPE_CHECKING:  # imported lazily: the callback only needs secret_for, not the HTTP client
     from ccfs.client import CcfsClient
 
-__all__ = ["ccfs_client", "clear_caches", "count_unknown_code", "credentials", "secret_for"]
+__all__ = [
+    "ccfs_client",
+    "clear_caches",
+    "close_clients",
+    "count_unknown_code",
+    "credentials",
+    "secret_for",
+    "tenant_keys",
+    "tenant_zone",
+]
 
 SECRET_MAX_AGE = 300
 CA_MAX_AGE = 3600
 
-_client: CcfsClient | None = None
-_client_key: tuple[str, str, str, str | None] | None = None
+_clients: dict[str, tuple[tuple[str, str, str, str | None], CcfsClient]] = {}
+"""tenant -> (what the client was built from, the client)."""
+_clients_lock = threading.Lock()
 
 
 @cache
@@ -52,23 +67,34 @@ def clear_caches() -> None:
     _ssm.cache_clear()
 
 
-def credentials(settings: Settings) -> tuple[str, str]:
-    """``(ak, sk)`` from the secret. Raises ConfigError naming the secret (never its value)."""
+def tenant_keys(settings: Settings) -> TenantKeys:
+    """Every configured tenant's ak/sk and time zone from the secret (either form, see
+    ``exporter.tenants``). Raises ConfigError naming the secret and the bad tenant/field, never a value."""
     try:
         value: Any = _secrets().get(settings.ccfs_secret_arn, transform="json", max_age=SECRET_MAX_AGE)
     except parameters.exceptions.TransformParameterError:
         raise ConfigError(
-            f'secret {settings.ccfs_secret_arn} is not JSON; store it as {{"ak": "...", "sk": "..."}}'
+            f'secret {settings.ccfs_secret_arn} is not JSON; store it as {{"ak": "...", "sk": "..."}} '
+            'or {"tenants": {"<accountId>": {"ak": "...", "sk": "..."}}}'
         ) from None
-    if not isinstance(value, dict) or not value.get("ak") or not value.get("sk"):
-        raise ConfigError(f"secret {settings.ccfs_secret_arn} must hold JSON with non-empty 'ak' and 'sk'")
-    return str(value["ak"]), str(value["sk"])
+    secret = parse_secret(value, settings.ccfs_secret_arn)
+    return resolve_tenants(secret, settings.ccfs_secret_arn, settings.tenants, settings.tenant_timezone)
 
 
-def secret_for(settings: Settings) -> Any:
-    """A ``secret_for(ak) -> sk | None`` callable for ``ccfs.auth.verify``."""
-    ak, sk = credentials(settings)
-    return lambda candidate: sk if candidate == ak else None
+def credentials(settings: Settings, tenant: str) -> tuple[str, str]:
+    """``(ak, sk)`` of ``tenant``'s developer account."""
+    creds = tenant_keys(settings).for_tenant(tenant)
+    return creds.ak, creds.sk
+
+
+def tenant_zone(settings: Settings, tenant: str) -> ZoneInfo:
+    """The time zone CC-FS uses for ``tenant`` (its ``timezone`` in the secret, else TENANT_TIMEZONE)."""
+    return tenant_keys(settings).for_tenant(tenant).zone
+
+
+def secret_for(settings: Settings) -> Callable[[str], str | None]:
+    """A ``secret_for(ak) -> sk | None`` callable for ``ccfs.auth.verify``: any configured tenant's ak."""
+    return tenant_keys(settings).sk_for
 
 
 def _ca_bundle_path(settings: Settings) -> str | None:
@@ -93,27 +119,39 @@ def count_unknown_code(operation: str, code: str) -> None:
     logger.warning("undocumented CC-FS resultCode", extra={"operation": operation, "code": code})
 
 
-def ccfs_client(settings: Settings) -> CcfsClient:
-    """The process-wide CC-FS client, rebuilt when the credentials or CA bundle change."""
-    global _client, _client_key
+def ccfs_client(settings: Settings, tenant: str) -> CcfsClient:
+    """``tenant``'s CC-FS client (signed with its ak/sk), one per tenant kept warm across invocations
+    and rebuilt when that tenant's credentials or the CA bundle change. Thread-safe (recording batches
+    run on several threads)."""
     from ccfs.client import CcfsClient, CcfsConfig
 
-    ak, sk = credentials(settings)
+    creds = tenant_keys(settings).for_tenant(tenant)
     ca = _ca_bundle_path(settings)
-    key = (settings.ccfs_base_url, ak, hashlib.sha256(sk.encode()).hexdigest(), ca)
-    if _client is None or key != _client_key:
-        if _client is not None:
-            _client.close()
-        _client = CcfsClient(
+    key = (settings.ccfs_base_url, creds.ak, hashlib.sha256(creds.sk.encode()).hexdigest(), ca)
+    with _clients_lock:
+        cached = _clients.get(tenant)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        if cached is not None:
+            cached[1].close()
+        built = CcfsClient(
             CcfsConfig(
                 base_url=settings.ccfs_base_url,
-                ak=ak,
-                sk=sk,
+                ak=creds.ak,
+                sk=creds.sk,
                 ca_bundle=ca,
                 connect_timeout=settings.ccfs_connect_timeout,
                 read_timeout=settings.ccfs_read_timeout,
             ),
             on_unknown_code=count_unknown_code,
         )
-        _client_key = key
-    return _client
+        _clients[tenant] = (key, built)
+        return built
+
+
+def close_clients() -> None:
+    """Close and forget every cached CC-FS client (tests)."""
+    with _clients_lock:
+        for _, built in _clients.values():
+            built.close()
+        _clients.clear()

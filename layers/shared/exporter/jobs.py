@@ -406,9 +406,14 @@ class JobStore:
             "Update": {
                 "Key": job_key(job.response_id),
                 "UpdateExpression": "SET " + ", ".join([*sets, "requested_at = :now"]),
-                "ConditionExpression": "attribute_exists(pk) AND attribute_not_exists(window_pk)",
+                # A callback that came first is the job's only if the ak that signed it signs for
+                # this window's tenant (items written before tenants were bound carry no set).
+                "ConditionExpression": (
+                    "attribute_exists(pk) AND attribute_not_exists(window_pk) AND "
+                    "(attribute_not_exists(callback_tenants) OR contains(callback_tenants, :claim_tenant))"
+                ),
                 "ExpressionAttributeNames": names,
-                "ExpressionAttributeValues": {**values, ":now": utc_now_iso(now)},
+                "ExpressionAttributeValues": {**values, ":now": utc_now_iso(now), ":claim_tenant": job.claim.tenant},
             }
         }
 
@@ -612,9 +617,18 @@ class JobStore:
         )
 
     def put_unsolicited(
-        self, response_id: str, bill_file_name: str, tenant: str, account_id: str | None, now: datetime
+        self,
+        response_id: str,
+        bill_file_name: str,
+        tenant: str,
+        account_id: str | None,
+        now: datetime,
+        *,
+        owned: frozenset[str] = frozenset(),
     ) -> bool:
-        """A job item for a responseId we never asked for (``UNSOLICITED``), if none exists."""
+        """A job item for a responseId we never asked for (``UNSOLICITED``), if none exists.
+        ``owned``: the tenants the callback's ak signs for (``callback_tenants``): only a window of
+        one of them can later adopt this item as its job's early callback."""
         item: dict[str, Any] = {
             "pk": f"JOB#{response_id}",
             "sk": JOB_SK,
@@ -629,4 +643,6 @@ class JobStore:
         }
         if account_id:
             item["account_id"] = account_id
+        if owned:
+            item["callback_tenants"] = set(owned)
         return self._put(item, "attribute_not_exists(pk)")

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Protocol
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, StringConstraints, ValidationError, model_validator
 
@@ -89,8 +90,9 @@ class BillRequester(Protocol):
 class RequestContext:
     settings: Settings
     store: JobStore
-    ccfs: Callable[[], BillRequester]
-    """Returns the CC-FS client; called only when a request is about to be made (lazy secrets)."""
+    ccfs: Callable[[str], BillRequester]
+    """Returns the tenant's CC-FS client (signed with that tenant's ak/sk); called with the tenant
+    key only when a request is about to be made (lazy secrets)."""
     clock: Callable[[], datetime]
     """Aware UTC now."""
     send_request: Callable[[dict[str, str]], None]
@@ -98,6 +100,11 @@ class RequestContext:
     send_bill: BillSender
     """Sends a BillQueue message (a callback that beat its request, see ``promote_early_callback``)."""
     time_left_ms: Callable[[], int] = lambda: 900_000
+    zone: Callable[[str], ZoneInfo] | None = None
+    """The tenant's time zone (its windows are planned in it); None: every tenant in TENANT_TIMEZONE."""
+
+    def zone_of(self, tenant: str) -> ZoneInfo:
+        return self.settings.zone if self.zone is None else self.zone(tenant)
 
     def out_of_time(self) -> bool:
         return self.time_left_ms() < MIN_TIME_LEFT_MS
@@ -176,7 +183,7 @@ def _describe(window: Window) -> str:
 def _ask(ctx: RequestContext, claim: WindowClaim) -> str:
     if not ctx.settings.callback_url:
         raise ConfigError("CALLBACK_URL is not set: CC-FS would have nowhere to send the bill file name")
-    return ctx.ccfs().query_bill_data(
+    return ctx.ccfs(claim.tenant).query_bill_data(
         claim.window.begin,
         claim.window.end,
         data_type=claim.data_type,
@@ -249,7 +256,7 @@ def _export_start(settings: Settings) -> datetime | None:
 def schedule_tenant(ctx: RequestContext, tenant: str, now: datetime, report: Report) -> None:
     """Claim and request the due windows of one tenant, at most ``MAX_CATCHUP_WINDOWS``."""
     settings = ctx.settings
-    settled = settled_local(now, settings.zone, settings.settle_minutes)
+    settled = settled_local(now, ctx.zone_of(tenant), settings.settle_minutes)
     cursor = ctx.store.get_cursor(tenant)
     if cursor is None:
         start = initial_cursor(settled, settings.window_minutes, _export_start(settings))
