@@ -111,7 +111,9 @@ def schedule_input(template_path: Path = ROOT / "template.yaml") -> dict[str, An
         if r.get("Type") == "AWS::Scheduler::Schedule" and "Input" in r["Properties"].get("Target", {})
     ]
     if len(inputs) != 1:
-        raise SystemExit(f"{template_path}: expected one AWS::Scheduler::Schedule with a Target Input, found {len(inputs)}")
+        raise SystemExit(
+            f"{template_path}: expected one AWS::Scheduler::Schedule with a Target Input, found {len(inputs)}"
+        )
     payload: dict[str, Any] = json.loads(inputs[0])
     return payload
 

@@ -149,12 +149,15 @@ def _env_reads(node: ast.AST) -> set[str]:
         if isinstance(sub, ast.Call) and sub.args:
             name = _called_name(sub)
             target = ast.unparse(sub.func)
-            if (name == "get" and target.endswith("environ.get")) or name == "getenv":
-                if (value := _string(sub.args[0])) is not None:
-                    found.add(value)
-        elif isinstance(sub, ast.Subscript) and ast.unparse(sub.value).endswith("environ"):
-            if (value := _string(sub.slice)) is not None:
+            reads = (name == "get" and target.endswith("environ.get")) or name == "getenv"
+            if reads and (value := _string(sub.args[0])) is not None:
                 found.add(value)
+        elif (
+            isinstance(sub, ast.Subscript)
+            and ast.unparse(sub.value).endswith("environ")
+            and (value := _string(sub.slice)) is not None
+        ):
+            found.add(value)
     return found
 
 

@@ -318,7 +318,9 @@ _NOT_PHYSICAL = {"MetricName", "StageName", "IndexName", "AttributeName", "Polic
 
 def _names_stack_or_resource(value: Any, resources: set[str]) -> bool:
     text = json.dumps(value)
-    return "AWS::StackName" in text or STACK_NAME in text or any(f'"{r}"' in text or "${" + r in text for r in resources)
+    if "AWS::StackName" in text or STACK_NAME in text:
+        return True
+    return any(f'"{r}"' in text or "${" + r in text for r in resources)
 
 
 def test_no_fixed_physical_names(stack: Deployed) -> None:
@@ -412,9 +414,12 @@ def test_every_alarm_watches_a_metric_that_is_emitted(stack: Deployed) -> None:
         if ns == namespace:
             ok = metric in emitted_metrics() and dims == {"service": service}
         elif ns == "AWS/SQS":
-            ok = metric in _SQS_METRICS and set(dims) == {"QueueName"} and dims["QueueName"] == {
-                "Fn::GetAtt": [getatt(dims["QueueName"]), "QueueName"]
-            } and getatt(dims["QueueName"]) in stack.of_type("AWS::SQS::Queue")
+            ok = (
+                metric in _SQS_METRICS
+                and set(dims) == {"QueueName"}
+                and dims["QueueName"] == {"Fn::GetAtt": [getatt(dims["QueueName"]), "QueueName"]}
+                and getatt(dims["QueueName"]) in stack.of_type("AWS::SQS::Queue")
+            )
         elif ns == "AWS/Lambda":
             ok = metric in _LAMBDA_METRICS and set(dims) == {"FunctionName"} and ref(dims["FunctionName"]) in FUNCTIONS
         elif ns == "AWS/ApiGateway":
@@ -480,9 +485,7 @@ def test_every_environment_variable_the_code_reads_is_set(function: str) -> None
     for name in SCENARIOS:
         env = deployed(name).props(function)["Environment"]["Variables"]
         needed = {
-            v
-            for v in code_of(function).env_reads
-            if v not in OPTIONAL_ENV and ONLY_FOR.get(v, function) == function
+            v for v in code_of(function).env_reads if v not in OPTIONAL_ENV and ONLY_FOR.get(v, function) == function
         }
         assert sorted(needed - set(env)) == [], name
 
@@ -546,7 +549,11 @@ EXPECTED_GRANTS: dict[str, list[tuple[str, str, str | None]]] = {
     ],
 }
 # Not calls of the code: the platform's own use of the role (destinations, customer-key encryption).
-_NOT_FROM_CODE = {("sqs:SendMessage", "ScheduleDLQ"), ("kms:Decrypt", "param:KmsKeyArn"), ("kms:GenerateDataKey", "param:KmsKeyArn")}
+_NOT_FROM_CODE = {
+    ("sqs:SendMessage", "ScheduleDLQ"),
+    ("kms:Decrypt", "param:KmsKeyArn"),
+    ("kms:GenerateDataKey", "param:KmsKeyArn"),
+}
 # AWS managed policies SAM attaches: logs, X-Ray (Tracing: Active), SQS polling (SQS events) and,
 # whenever VpcConfig is present in the template (SAM cannot see its !If), ENI management.
 MANAGED = {
@@ -566,7 +573,9 @@ def _resource_key(resource: Any) -> str:
         text = resource["Fn::Sub"]
         if m := re.fullmatch(r"\$\{(\w+)\.Arn\}(/.*)", text):
             return m.group(1) + m.group(2)
-        if m := re.fullmatch(r"arn:\$\{AWS::Partition\}:ssm:\$\{AWS::Region\}:\$\{AWS::AccountId\}:parameter\$\{(\w+)\}", text):
+        if m := re.fullmatch(
+            r"arn:\$\{AWS::Partition\}:ssm:\$\{AWS::Region\}:\$\{AWS::AccountId\}:parameter\$\{(\w+)\}", text
+        ):
             return f"ssm:{m.group(1)}"
     return json.dumps(resource)
 
@@ -697,7 +706,10 @@ def test_schedule_is_stack_scoped_off_by_default_and_delivers_the_sample_event(s
     assert getatt(p["Target"]["DeadLetterConfig"]["Arn"]) == "ScheduleDLQ" and p["Target"]["RetryPolicy"]
     assert json.loads(p["Target"]["Input"]) == json.loads(SCHEDULE_EVENT.read_text(encoding="utf-8"))
     role = getatt(p["Target"]["RoleArn"])
-    assert granted_by_role(stack, role) == {("lambda:InvokeFunction", "RequestExportFunction"), ("sqs:SendMessage", "ScheduleDLQ")}
+    assert granted_by_role(stack, role) == {
+        ("lambda:InvokeFunction", "RequestExportFunction"),
+        ("sqs:SendMessage", "ScheduleDLQ"),
+    }
 
 
 def granted_by_role(stack: Deployed, role: str | None) -> set[tuple[str, str]]:
@@ -726,7 +738,8 @@ def _readme_parameter_table() -> set[str]:
     text = README.read_text(encoding="utf-8")
     section = text[text.index("## Configuration") :]
     section = section[: section.index("\n## ", 4)]
-    return {n for row in section.splitlines() if row.startswith("| `") for n in re.findall(r"`(\w+)`", row.split("|")[1])}
+    rows = [row.split("|")[1] for row in section.splitlines() if row.startswith("| `")]
+    return {name for cell in rows for name in re.findall(r"`(\w+)`", cell)}
 
 
 def test_readme_parameter_table_lists_every_template_parameter() -> None:
@@ -748,8 +761,8 @@ def test_capabilities_match_the_iam_resources() -> None:
         lid
         for name in SCENARIOS
         for lid, r in deployed(name).resources.items()
-        if r["Type"].startswith("AWS::IAM::") and {"RoleName", "PolicyName", "UserName", "GroupName"} & set(r["Properties"])
-        and r["Type"] != "AWS::IAM::Policy"
+        if r["Type"] in ("AWS::IAM::Role", "AWS::IAM::User", "AWS::IAM::Group", "AWS::IAM::ManagedPolicy")
+        and {"RoleName", "UserName", "GroupName", "ManagedPolicyName"} & set(r["Properties"])
     ]
     assert named == []
     for env in samconfig_envs():

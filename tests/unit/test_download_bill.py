@@ -334,7 +334,8 @@ def test_retry_after_a_transient_failure_resumes(aws, handler, lambda_context):
     seed_job(aws, "READY")
     fake = handler.use(FakeCcfs(CcfsTransientError("downloadBillFile", "HTTP 503", "503"), happy_zip()))
     event = bill_event(aws, {"responseId": RID, "billFileName": BILL, "tenant": "acct001"})
-    failed = handler.lambda_handler(event, lambda_context)["batchItemFailures"]  # reported, not raised: no function error
+    # reported, not raised: no function error
+    failed = handler.lambda_handler(event, lambda_context)["batchItemFailures"]
     assert len(failed) == 1
     assert job(aws)["job_status"] == "DOWNLOADING"
     assert s3_objects(aws) == {}

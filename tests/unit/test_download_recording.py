@@ -418,7 +418,8 @@ def test_last_receive_records_the_failure_then_raises(aws, fake, handler, lambda
     body = FILE_BODIES[0]
     fake.add(body, wav("a"))
     fake.routes[f"/rec/{CALL}/{stem_of(body)}.wav"] = [lambda r: httpx.Response(503)]
-    failed = handler.lambda_handler(rec_event(aws, [body], receive_count=5), lambda_context)["batchItemFailures"]  # reported: SQS retries it, then moves it to the DLQ (alarm)
+    # reported: SQS retries it, then moves it to the DLQ (alarm)
+    failed = handler.lambda_handler(rec_event(aws, [body], receive_count=5), lambda_context)["batchItemFailures"]
     assert len(failed) == 1
     rec = progress(aws).get_recording(RID, CALL, stem_of(body))
     assert rec is not None and rec["status"] == "FAILED" and "HTTP 503" in rec["error"]

@@ -337,7 +337,8 @@ def test_recording_cut_mid_body_is_retried_and_never_visible_partially(
     key = recs_t.final_key(body)
     watcher = _watch(aws, {key: (len(data), hashlib.sha256(data).hexdigest())})
 
-    failed = download.lambda_handler(recs_t.rec_event(aws, [body]), lambda_context)["batchItemFailures"]  # first delivery: the reset makes the message retry
+    # first delivery: the reset makes the message retry
+    failed = download.lambda_handler(recs_t.rec_event(aws, [body]), lambda_context)["batchItemFailures"]
     assert len(failed) == 1
     assert keys(aws, "recordings/") == []
     _assert_clean(aws)
@@ -439,7 +440,9 @@ def test_every_failure_that_cannot_be_recovered_is_in_the_manifest_and_alarmed(
     result = download.lambda_handler(event, lambda_context)  # 400 and 401 fail for good at once
     assert result == {"batchItemFailures": [{"itemIdentifier": event["Records"][2]["messageId"]}]}
     for receive in range(2, 6):  # 402: HTTP 503 on every delivery, the 5th is the last
-        failed = download.lambda_handler(recs_t.rec_event(aws, bodies[2:], receive_count=receive), lambda_context)["batchItemFailures"]
+        failed = download.lambda_handler(recs_t.rec_event(aws, bodies[2:], receive_count=receive), lambda_context)[
+            "batchItemFailures"
+        ]
         assert len(failed) == 1
     final = recs_t.job(aws)
     assert (final["recordings_failed"], final["job_status"]) == (3, "PARTIAL")
