@@ -317,9 +317,14 @@ _NOT_PHYSICAL = {"MetricName", "StageName", "IndexName", "AttributeName", "Polic
 
 
 def _names_stack_or_resource(value: Any, resources: set[str]) -> bool:
+    """Scoped to the stack: mentions the stack name (samtranslator substitutes it where it resolves
+    ``${AWS::StackName}``), or is derived from a resource of the stack by Ref/GetAtt/Sub. A literal
+    is fixed, even one that happens to equal a logical id (SAM's ``RequestExportFunctionTick``)."""
     text = json.dumps(value)
     if "AWS::StackName" in text or STACK_NAME in text:
         return True
+    if isinstance(value, str):
+        return False
     return any(f'"{r}"' in text or "${" + r in text for r in resources)
 
 
