@@ -87,6 +87,9 @@ class FunctionCode:
     env_reads: set[str] = field(default_factory=set)
     metrics: set[str] = field(default_factory=set)
     unknown_aws_calls: set[str] = field(default_factory=set)
+    raising_batch_processors: list[str] = field(default_factory=list)
+    """Powertools batch processors built without ``raise_on_entire_batch_failure=False``: a batch whose
+    every record failed is raised (a function error) instead of reported (``module:line``)."""
 
 
 def _module_path(module: str) -> Path | None:
@@ -270,6 +273,12 @@ def scan(function_dir: str) -> FunctionCode:
                     code.actions.add("<transact>")
             elif _AWS_METHOD.match(called):
                 code.unknown_aws_calls.add(f"{receiver}.{called}")
+    for module, tree in trees.items():
+        for sub in ast.walk(tree):
+            if isinstance(sub, ast.Call) and any(k.arg == "event_type" for k in sub.keywords):
+                flag = next((k.value for k in sub.keywords if k.arg == "raise_on_entire_batch_failure"), None)
+                if not (isinstance(flag, ast.Constant) and flag.value is False):
+                    code.raising_batch_processors.append(f"{module}:{sub.lineno}")
     if "<transact>" in code.actions:
         code.actions.discard("<transact>")
         code.actions.update(TRANSACT_ITEM_ACTIONS[k] for k in item_kinds)

@@ -464,6 +464,29 @@ def test_a_stopped_pipeline_alarms_while_the_schedule_is_on(stack: Deployed) -> 
         assert not [a for a in alarms.values() if a["Properties"].get("TreatMissingData") == "breaching"]
 
 
+@pytest.mark.parametrize("function", list(FUNCTIONS))
+def test_a_failed_record_is_reported_never_raised_as_a_batch(function: str) -> None:
+    """One transient failure (a bill batch is one record) must not be a function error for the
+    Errors alarm: every SQS consumer reports failures (ReportBatchItemFailures) and its Powertools
+    processor does not raise when every record of the batch failed."""
+    assert code_of(function).raising_batch_processors == []
+    for name in SCENARIOS:
+        s = deployed(name)
+        for _, consumer, mapping in _consumers(s):
+            assert "ReportBatchItemFailures" in mapping.get("FunctionResponseTypes", []), (name, consumer)
+
+
+def test_the_code_scan_tells_the_functions_apart() -> None:
+    """The scan follows calls, not just imports: the callback imports the jobs store, whose reconciler
+    queries, but never calls that; Powertools idempotency deletes records on the download's behalf."""
+    assert "dynamodb:Query" not in code_of("CallbackFunction").actions
+    assert "dynamodb:Query" in code_of("RequestExportFunction").actions
+    assert {"dynamodb:DeleteItem", "s3:DeleteObject", "s3:ListBucket"} <= code_of("DownloadFunction").actions
+    assert "ssm:GetParameter" not in code_of("CallbackFunction").actions  # no CA bundle: it never calls CC-FS
+    assert "CcfsUnknownResultCode" in code_of("DownloadFunction").metrics  # a hook passed by name
+    assert "PlanningLagMinutes" in code_of("RequestExportFunction").metrics
+
+
 # --------------------------------------------------------------------------- environment
 
 
