@@ -263,6 +263,7 @@ class Template:
             "TenantTimeZone": ZONE,
             "ScheduleEnabled": "false",
             "RecordingUrlHostSuffixes": f"{sim.obs_host}:{sim.port}",
+            "CallbackSourceCidrs": "127.0.0.1/32",  # required (no default)
         }
         return cls(StackModel.build(ROOT / "template.yaml", parameters, STACK), sim.base_url, sim.obs_host)
 

@@ -10,7 +10,9 @@ Thin: routing, idempotency and batch reporting here; the work is in ``exporter.b
   recording has one duplicate guard, its REC item's conditional write (``RecordingCopier.process``):
   an idempotency record would add two DynamoDB requests to each recording's four.
 - Failures are reported per record (``batchItemFailures``): one bad recording never makes SQS
-  redeliver its nine neighbours.
+  redeliver its nine neighbours. A batch whose every record failed (a bill batch is one record) is
+  reported the same way, not raised: one transient failure is SQS's to retry, not a function error
+  for the Errors alarm (failures that last end in the DLQ, which is alarmed).
 - A batch of recordings is processed on up to ``RECORDING_CONCURRENCY`` threads (template.yaml sets
   it; unset = one at a time) by ``exporter.batching.ConcurrentBatchProcessor``. Bills are never run
   in parallel.
@@ -48,11 +50,17 @@ from exporter.progress import Progress
 from exporter.recordings import RecordingCopier, RecordingMessage, settle_dead_letter
 
 RECORDING_CONCURRENCY = max(1, int(os.environ.get("RECORDING_CONCURRENCY") or 1))
-processor = BatchProcessor(event_type=EventType.SQS)
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 recording_processor = ConcurrentBatchProcessor(RECORDING_CONCURRENCY)
 
 _IDEMPOTENCY_TABLE = os.environ.get("IDEMPOTENCY_TABLE", "")
-bill_idempotency = IdempotencyConfig(event_key_jmespath="powertools_json(body).responseId")
+# How long a completed record answers a redelivered bill message: at least maxReceiveCount x the
+# queue's visibility timeout, the time SQS may deliver one message again (template.yaml sets it;
+# Powertools' own default of one hour is shorter than one 5400 s visibility timeout).
+IDEMPOTENCY_EXPIRY_SECONDS = int(os.environ.get("IDEMPOTENCY_EXPIRY_SECONDS") or 8 * 3600)
+bill_idempotency = IdempotencyConfig(
+    event_key_jmespath="powertools_json(body).responseId", expires_after_seconds=IDEMPOTENCY_EXPIRY_SECONDS
+)
 _bill_store = DynamoDBPersistenceLayer(table_name=_IDEMPOTENCY_TABLE, boto3_client=client("dynamodb"))
 
 

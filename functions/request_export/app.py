@@ -106,6 +106,8 @@ def is_schedule_event(event: Any) -> bool:
 def _emit(report: Report) -> None:
     for name, value in report.metrics().items():
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+    if report.planning_lag_minutes is not None:  # the heartbeat (PlanningHeartbeatAlarm)
+        metrics.add_metric(name="PlanningLagMinutes", unit=MetricUnit.NoUnit, value=report.planning_lag_minutes)
 
 
 def _backfill_batch(event: dict[str, Any], ctx: RequestContext, context: LambdaContext) -> dict[str, Any]:

@@ -5,8 +5,9 @@
 shipped. This writes every sample event again into ``--out`` (default ``.aws-sam/events``, outside
 the tracked files) with the current time: the callback re-signed over its own body, path and host
 with the given ak/sk (as CC-FS signs: content-length, content-type, host) and delivered as API
-Gateway's REST proxy delivers it, without ``Content-Length``; the SQS records' timestamps and the
-scheduled event's time brought to now.
+Gateway's REST proxy delivers it, without ``Content-Length``; the SQS records' timestamps brought to
+now; the schedule event is the template's schedule Input, which EventBridge Scheduler delivers as is
+(no envelope, no time).
 
 ``--serve FILE`` (the JSON line ``make serve`` prints, or ``-`` for stdin) signs with that stack's
 simulator credentials and also writes ``env-vars.json`` for ``sam local invoke --env-vars``: each
@@ -28,7 +29,7 @@ from typing import Any
 
 from local.stack.procs import ROOT
 
-__all__ = ["fresh_callback", "fresh_events", "main"]
+__all__ = ["fresh_callback", "fresh_events", "main", "schedule_input"]
 
 EVENTS = ROOT / "events"
 SIGNED = ("content-length", "content-type", "host")
@@ -98,18 +99,37 @@ def _fresh_sqs(template: dict[str, Any], now: datetime) -> dict[str, Any]:
     return event
 
 
+def schedule_input(template_path: Path = ROOT / "template.yaml") -> dict[str, Any]:
+    """What the template's EventBridge Scheduler schedule delivers to its function: its Target's
+    Input, verbatim (Scheduler adds no envelope to a templated target's input)."""
+    from local.stack.cfn import load_template
+
+    template = load_template(template_path)
+    inputs = [
+        r["Properties"]["Target"]["Input"]
+        for r in template["Resources"].values()
+        if r.get("Type") == "AWS::Scheduler::Schedule" and "Input" in r["Properties"].get("Target", {})
+    ]
+    if len(inputs) != 1:
+        raise SystemExit(
+            f"{template_path}: expected one AWS::Scheduler::Schedule with a Target Input, found {len(inputs)}"
+        )
+    payload: dict[str, Any] = json.loads(inputs[0])
+    return payload
+
+
 def fresh_events(ak: str, sk: str, now: datetime | None = None) -> dict[str, dict[str, Any]]:
     """Every ``events/*.json`` made fresh, by file name."""
     now = (now or datetime.now(UTC)).replace(microsecond=0)
     out: dict[str, dict[str, Any]] = {}
     for path in sorted(EVENTS.glob("*.json")):
         event = json.loads(path.read_text(encoding="utf-8"))
-        if "httpMethod" in event:
+        if path.name == "schedule.json":
+            event = schedule_input()
+        elif "httpMethod" in event:
             event = fresh_callback(event, ak, sk, now)
         elif "Records" in event:
             event = _fresh_sqs(event, now)
-        elif "time" in event:
-            event = {**event, "id": str(uuid.uuid4()), "time": now.strftime("%Y-%m-%dT%H:%M:%SZ")}
         out[path.name] = event
     return out
 

@@ -429,6 +429,8 @@ class LocalStack:
             "ExportStartTime": f"{self.base_date:%Y-%m-%d}T00:00:00" if cfg.schedule else "",
             "CallbackTimeoutMinutes": cfg.callback_timeout_minutes,
             "RecordingUrlHostSuffixes": f"{self.sim.obs_host}:{self.sim.port}",
+            # required (no default): the callback's only caller here is the simulator on 127.0.0.1
+            "CallbackSourceCidrs": "127.0.0.1/32",
         }
         values.update(cfg.parameters)
         assert self.model is None

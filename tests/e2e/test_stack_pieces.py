@@ -35,6 +35,7 @@ pytestmark = pytest.mark.e2e
 PARAMS = {
     "CcfsBaseUrl": "https://127.0.0.1:28443",
     "CcfsSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:aicc/ccfs-AbCdEf",
+    "CallbackSourceCidrs": "127.0.0.1/32",
 }
 
 

@@ -144,7 +144,7 @@ def test_sample_events_are_made_fresh_and_the_callback_verifies_now(tmp_path):
         verify(auth, "POST", path, callback["headers"], callback["body"], secret, now=now + timedelta(minutes=16))
     for name in ("backfill_sqs.json", "bill_message.json", "recording_message.json"):
         assert {r["attributes"]["SentTimestamp"] for r in events[name]["Records"]} == {str(int(now.timestamp() * 1000))}
-    assert events["schedule.json"]["time"] == "2027-01-02T03:04:05Z"
+    assert events["schedule.json"] == sample_events.schedule_input() == {"source": "aws.scheduler"}
 
     serve = {"endpoint_url": "http://127.0.0.1:1234", "simulator": {"ak": "sim-ak", "sk": "sim-sk"}}
     serve["function_env"] = {"DownloadFunction": {"JOBS_TABLE": "t"}}

@@ -18,7 +18,6 @@ from typing import Any, BinaryIO
 
 import httpx
 import pytest
-from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from boto3.s3.transfer import TransferConfig
 
 from ccfs.errors import CcfsNotFound
@@ -316,8 +315,8 @@ def test_url_refused_after_two_refreshes_is_retried_later(aws, fake, handler, la
     body = FILE_BODIES[0]
     fake.add(body, wav("a"))
     fake.routes[f"/rec/{CALL}/{stem_of(body)}.wav"] = [lambda r: httpx.Response(403)] * 3
-    with pytest.raises(BatchProcessingError):
-        handler.lambda_handler(rec_event(aws, [body]), lambda_context)
+    failed = handler.lambda_handler(rec_event(aws, [body]), lambda_context)["batchItemFailures"]
+    assert len(failed) == 1
     assert len(fake.url_calls) == 3 and len(fake.requests) == 3
     assert progress(aws).get_recording(RID, CALL, stem_of(body)) is None
     assert_nothing_left_behind(aws)
@@ -513,8 +512,8 @@ def test_truncated_body_leaves_nothing_behind(aws, fake, handler, lambda_context
         fake.routes[path] = [
             lambda r: httpx.Response(200, headers={"Content-Length": str(8 * MiB)}, stream=BrokenStream(chunks))
         ]
-    with pytest.raises(BatchProcessingError):
-        handler.lambda_handler(rec_event(aws, [body]), lambda_context)
+    failed = handler.lambda_handler(rec_event(aws, [body]), lambda_context)["batchItemFailures"]
+    assert len(failed) == 1
     assert_nothing_left_behind(aws)
     assert progress(aws).get_recording(RID, CALL, stem_of(body)) is None
     assert job(aws)["recordings_done"] == 0 and job(aws)["recordings_failed"] == 0
@@ -525,8 +524,9 @@ def test_last_receive_records_the_failure_then_raises(aws, fake, handler, lambda
     body = FILE_BODIES[0]
     fake.add(body, wav("a"))
     fake.routes[f"/rec/{CALL}/{stem_of(body)}.wav"] = [lambda r: httpx.Response(503)]
-    with pytest.raises(BatchProcessingError):  # still raised: the message goes to the DLQ (alarm)
-        handler.lambda_handler(rec_event(aws, [body], receive_count=5), lambda_context)
+    # reported: SQS retries it, then moves it to the DLQ (alarm)
+    failed = handler.lambda_handler(rec_event(aws, [body], receive_count=5), lambda_context)["batchItemFailures"]
+    assert len(failed) == 1
     rec = progress(aws).get_recording(RID, CALL, stem_of(body))
     assert rec is not None and rec["status"] == "FAILED" and "HTTP 503" in rec["error"]
     assert job(aws)["recordings_failed"] == 1 and job(aws)["job_status"] == "PARTIAL"

@@ -40,9 +40,13 @@ def settings() -> Settings:
     )
 
 
-def test_schedule_event_is_an_eventbridge_scheduled_event() -> None:
+def test_schedule_event_is_what_the_templates_schedule_delivers() -> None:
+    """EventBridge Scheduler hands the function its target's Input as is: the template's schedule
+    Input, not an EventBridge rule's "Scheduled Event" envelope."""
+    from local.stack.sample_events import schedule_input
+
     event = load("schedule.json")
-    assert event["detail-type"] == "Scheduled Event" and event["source"] == "aws.events"
+    assert event == schedule_input() == {"source": "aws.scheduler"}
     assert "Records" not in event  # request_export treats it as a tick, not as a batch
 
 

@@ -390,12 +390,36 @@ def test_no_data_found_completes_the_window_without_a_job(env: Any, ccfs: FakeCc
     assert first["no_data"] is True and "job_status" not in first
 
 
+def test_a_caught_up_tick_reports_no_planning_lag(env: Any, ccfs: FakeCcfs, clock: Clock) -> None:
+    settings = env(TENANT_ACCOUNT_IDS="acct001,acct002")
+    assert run_tick(make_ctx(settings, ccfs, clock)).planning_lag_minutes == 0
+    clock.advance(minutes=20)  # 18:30 local, settled 18:00: the 17:00 window is due now
+    assert run_tick(make_ctx(settings, ccfs, clock)).planning_lag_minutes == 0  # ...and claimed
+
+
+def test_planning_lag_is_the_tenant_furthest_behind(env: Any, ccfs: FakeCcfs, clock: Clock) -> None:
+    """The heartbeat's metric, per tenant: a transient CC-FS error stops acct001 after its first
+    window and pauses CC-FS for the tick, so acct002 is never reached. At T (18:10 local, settled
+    17:40) acct001's next window [13:00, 14:00) has been due since 14:00 (220 minutes); acct002,
+    without a cursor, since its first window [12:00, 13:00) ended (280 minutes)."""
+    settings = env(TENANT_ACCOUNT_IDS="acct001,acct002")
+    ccfs.errors = [CcfsTransientError("queryBillData", "HTTP 503")]
+    report = run_tick(make_ctx(settings, ccfs, clock))
+    assert len(ccfs.calls) == 1 and report.planning_lag_minutes == 280
+    clock.advance(minutes=60)  # still refused: the lag grows with the clock
+    ccfs.errors = [CcfsTransientError("queryBillData", "HTTP 503")] * 10
+    assert run_tick(make_ctx(settings, ccfs, clock)).planning_lag_minutes == 340
+    ccfs.errors = []
+    clock.advance(minutes=10)  # CC-FS back: everyone catches up
+    assert run_tick(make_ctx(settings, ccfs, clock)).planning_lag_minutes == 0
+
+
 def test_schedule_event_through_the_handler_emits_jobs_requested(
     handler: Any, ccfs: FakeCcfs, lambda_context: Any, capsys: Any
 ) -> None:
     summary = handler.lambda_handler(json.loads((EVENTS / "schedule.json").read_text()), lambda_context)
     assert summary["requested"] == 5
-    assert emitted_metrics(capsys.readouterr().out) == {"JobsRequested": 5}
+    assert emitted_metrics(capsys.readouterr().out) == {"JobsRequested": 5, "PlanningLagMinutes": 0}
 
 
 def test_eventbridge_scheduler_payload_is_a_tick_too(handler: Any, ccfs: FakeCcfs, lambda_context: Any) -> None:

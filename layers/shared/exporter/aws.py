@@ -32,9 +32,14 @@ def _session() -> boto3.session.Session:
 
 
 @cache
-def client(service: str) -> Any:
-    """A cached boto3 client (``s3``, ``sqs``, ``dynamodb``, ``secretsmanager``, ``ssm``)."""
-    return _session().client(service, config=_CONFIG)
+def client(service: str, region: str | None = None) -> Any:
+    """A cached boto3 client (``s3``, ``sqs``, ``dynamodb``, ``secretsmanager``, ``ssm``), in the
+    function's region unless ``region`` names another (a resource whose ARN is elsewhere)."""
+    if region is None:
+        return _session().client(service, config=_CONFIG)
+    if region == _session().region_name:
+        return client(service)  # the shared one
+    return _session().client(service, region_name=region, config=_CONFIG)
 
 
 @cache

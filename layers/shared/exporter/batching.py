@@ -4,8 +4,8 @@ Recording copies are I/O-bound (two CC-FS round trips, object storage, S3, Dynam
 download function processes a batch of recordings on up to ``RECORDING_CONCURRENCY`` threads. The
 bound is also what CC-FS sees from one instance, so its flow control holds.
 
-- Results, ``batchItemFailures`` and the entire-batch-failure error stay Powertools' own: each
-  worker runs the processor's ``_process_record``.
+- Results and ``batchItemFailures`` stay Powertools' own (an entirely failed batch is reported,
+  not raised): each worker runs the processor's ``_process_record``.
 - Powertools Metrics is not thread-safe: worker threads buffer the metrics their record adds and
   the main thread adds them (``ThreadedMetrics``).
 - Log keys in workers are the Logger's thread-safe keys (``log_keys``), cleared after each record.
@@ -88,7 +88,9 @@ class ConcurrentBatchProcessor(BatchProcessor):
     """
 
     def __init__(self, max_workers: int) -> None:
-        super().__init__(event_type=EventType.SQS)
+        # A batch whose every record failed is reported like any partial failure, not raised (a
+        # raised batch counts as a function error and trips the Errors alarm).
+        super().__init__(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
         self.max_workers = max_workers
         self._router = threaded_metrics()
 

@@ -48,12 +48,19 @@ _clients_lock = threading.Lock()
 
 
 @cache
-def _secrets() -> SecretsProvider:
+def _secrets(region: str | None = None) -> SecretsProvider:
     # Providers on the process's shared boto3 session: Powertools' default providers (get_secret,
     # get_parameter) each build their own session and reload the service models on the first call,
     # 110-180 ms of every cold start measured by bench (coldstart); a client on the shared session
-    # costs ~10 ms. Caching (max_age) is the provider's own.
-    return SecretsProvider(boto3_client=client("secretsmanager"))
+    # costs ~10 ms. Caching (max_age) is the provider's own. ``region``: the secret's own (a secret
+    # lives in one region; its ARN says which, and GetSecretValue elsewhere answers "not found").
+    return SecretsProvider(boto3_client=client("secretsmanager", region))
+
+
+def _arn_region(arn: str) -> str | None:
+    """``arn:aws:secretsmanager:eu-west-1:...`` -> ``eu-west-1`` (None for a bare name)."""
+    parts = arn.split(":")
+    return parts[3] or None if len(parts) > 5 and parts[0] == "arn" else None
 
 
 @cache
@@ -71,7 +78,9 @@ def tenant_keys(settings: Settings) -> TenantKeys:
     """Every configured tenant's ak/sk and time zone from the secret (either form, see
     ``exporter.tenants``). Raises ConfigError naming the secret and the bad tenant/field, never a value."""
     try:
-        value: Any = _secrets().get(settings.ccfs_secret_arn, transform="json", max_age=SECRET_MAX_AGE)
+        value: Any = _secrets(_arn_region(settings.ccfs_secret_arn)).get(
+            settings.ccfs_secret_arn, transform="json", max_age=SECRET_MAX_AGE
+        )
     except parameters.exceptions.TransformParameterError:
         raise ConfigError(
             f'secret {settings.ccfs_secret_arn} is not JSON; store it as {{"ak": "...", "sk": "..."}} '

@@ -40,7 +40,7 @@ from exporter.callbacks import BillSender, promote_early_callback
 from exporter.config import ALL_ACCOUNTS, ConfigError, Settings
 from exporter.jobs import JobStore, NewJob, RecordResult, WindowClaim
 from exporter.keys import JobStatus
-from exporter.planner import Window, initial_cursor, plan_windows, settled_local, split_range
+from exporter.planner import Window, initial_cursor, next_grid_start, plan_windows, settled_local, split_range
 
 __all__ = [
     "CLAIM_RETRY_MINUTES",
@@ -54,6 +54,7 @@ __all__ = [
     "RequestOutcome",
     "handle_backfill",
     "parse_backfill",
+    "planning_lag_minutes",
     "reconcile",
     "request_claimed_window",
     "run_tick",
@@ -126,6 +127,9 @@ class Report:
     ccfs_paused: bool = False
     """A transient CC-FS error happened: make no further CC-FS calls in this invocation."""
     auth_error: CcfsAuthError | None = None
+    planning_lag_minutes: float | None = None
+    """Schedule ticks only: over all tenants, the longest a due window has waited to be claimed
+    (0 when every tenant is caught up). The heartbeat alarm watches it (template.yaml)."""
 
     METRICS = (
         ("requested", "JobsRequested"),
@@ -281,8 +285,22 @@ def schedule_tenant(ctx: RequestContext, tenant: str, now: datetime, report: Rep
             return
 
 
+def planning_lag_minutes(ctx: RequestContext, tenant: str, now: datetime) -> float:
+    """How long the tenant's oldest due window has waited to be claimed, in minutes: 0 when its
+    cursor is caught up. A tenant whose cursor stopped moving (CC-FS refusing, a tick that keeps
+    stopping early, a tenant without a cursor) grows it by an hour per hour."""
+    settings = ctx.settings
+    settled = settled_local(now, settings.zone, settings.settle_minutes)
+    cursor = ctx.store.get_cursor(tenant)
+    # a tenant without a cursor (never reached) starts where its first tick would start it
+    begin = parse_time(cursor) if cursor else initial_cursor(settled, settings.window_minutes, _export_start(settings))
+    due = next_grid_start(begin, settings.window_minutes)  # its first unclaimed window is due then
+    return max(0.0, (settled - due).total_seconds() / 60)
+
+
 def run_tick(ctx: RequestContext, report: Report | None = None) -> Report:
-    """One scheduled invocation: every tenant's due windows, then the reconciler."""
+    """One scheduled invocation: every tenant's due windows, then the reconciler, then how far the
+    tenant furthest behind is (``planning_lag_minutes``, every tenant, even after an early stop)."""
     report = report or Report()
     now = ctx.clock()
     for tenant in ctx.settings.tenants:
@@ -291,6 +309,11 @@ def run_tick(ctx: RequestContext, report: Report | None = None) -> Report:
         schedule_tenant(ctx, tenant, now, report)
     if not report.stopped:
         reconcile(ctx, now, report)
+    lags = {tenant: planning_lag_minutes(ctx, tenant, now) for tenant in ctx.settings.tenants}
+    behind = {tenant: round(lag) for tenant, lag in lags.items() if lag > 0}
+    if behind:
+        logger.warning("tenants behind schedule (minutes a due window has waited)", extra={"lagMinutes": behind})
+    report.planning_lag_minutes = max(lags.values(), default=0.0)
     return report
 
 

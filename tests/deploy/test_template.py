@@ -6,7 +6,9 @@ asserted empty on the real template, and ``test_checker_catches`` proves that ea
 template broken in the way it guards against (a check that cannot fail protects nothing).
 
 Conditional parts (``!If`` on HasKmsKey, HasCaBundle, ...) are checked in two scenarios: the
-parameter defaults, and every optional feature switched on.
+parameter defaults, and every optional feature switched on. What depends on the translated stack and
+on parameter values (IAM against the code, alarms against emitted metrics, samconfig environments,
+the README's parameter table) is in tests/deploy/test_deploy.py.
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ DATA_RESOURCES = {
     "ScheduleDLQ": "AWS::SQS::Queue",
 }
 CUSTOM_METRICS = {
+    "PlanningLagMinutes",
     "BillEntriesUnrecognised",
     "CallbackSignatureRejected",
     "CcfsUnknownResultCode",
@@ -107,8 +110,14 @@ SCENARIOS = {
         "AlarmEmail": "ops@example.com",
         "CcfsCaBundleParameter": "/aicc-export/ccfs-ca",
         "ScheduleEnabled": "true",
+        "ApiAccessLogging": "true",
+        "CallbackWafRateLimit": "100",
+        "VpcSubnetIds": "subnet-0123456789abcdef0",
+        "VpcSecurityGroupIds": "sg-0123456789abcdef0",
     },
 }
+# Alarms that must treat missing data as breaching: the heartbeat (no tick reported = trouble).
+HEARTBEAT_METRICS = {"PlanningLagMinutes"}
 
 Template = dict[str, Any]
 Checker = Callable[[Template], list[str]]
@@ -423,7 +432,8 @@ def queue_problems(t: Template) -> list[str]:
 
 
 def consumer_problems(t: Template) -> list[str]:
-    """Each work queue has a consumer; visibility timeout >= 6 x consumer timeout; partial batch failures."""
+    """Each work queue has a consumer; visibility timeout >= 6 x consumer timeout + its batching
+    window; partial batch failures."""
     problems = []
     consumers = sqs_consumers(t)
     for name, queue in of_type(t, "AWS::SQS::Queue").items():
@@ -434,8 +444,9 @@ def consumer_problems(t: Template) -> list[str]:
         visibility = props(queue).get("VisibilityTimeout", 30)
         for fn, event in consumers.get(name, []):
             timeout = function_props(t, fn).get("Timeout", 3)
-            if not isinstance(visibility, int) or visibility < 6 * timeout:
-                problems.append(f"{name}: VisibilityTimeout {visibility} < 6 x {fn} Timeout {timeout}")
+            window = event.get("MaximumBatchingWindowInSeconds", 0)
+            if not isinstance(visibility, int) or visibility < 6 * timeout + window:
+                problems.append(f"{name}: VisibilityTimeout {visibility} < 6 x {fn} Timeout {timeout} + {window}")
             if "ReportBatchItemFailures" not in event.get("FunctionResponseTypes", []):
                 problems.append(f"{name}: {fn} does not report batch item failures")
     return problems
@@ -446,7 +457,6 @@ def api_problems(t: Template) -> list[str]:
     apis = of_type(t, "AWS::Serverless::Api")
     if "CallbackApi" not in apis:
         problems.append("CallbackApi (AWS::Serverless::Api) missing")
-    log_groups = of_type(t, "AWS::Logs::LogGroup")
     for name, api in apis.items():
         a = props(api)
         defaults = [
@@ -454,14 +464,25 @@ def api_problems(t: Template) -> list[str]:
         ]
         if not defaults or not {"ThrottlingRateLimit", "ThrottlingBurstLimit"} <= set(defaults[0]):
             problems.append(f"{name}: no default (/*, *) throttling rate and burst")
-        access_log = a.get("AccessLogSetting", {})
-        target = getatt(access_log.get("DestinationArn"))
-        if not target or target[0] not in log_groups or "RetentionInDays" not in props(log_groups[target[0]]):
-            problems.append(f"{name}: access logs do not go to a log group of this stack with retention")
-        try:
-            json.loads(access_log.get("Format", ""))
-        except ValueError:
-            problems.append(f"{name}: access log format is not JSON")
+        # Opt-in (it needs the account's API Gateway CloudWatch role): absent by default, complete when on.
+        if t["Parameters"].get("ApiAccessLogging", {}).get("Default") != "false":
+            problems.append('ApiAccessLogging must default to "false": a new account has no API Gateway logging role')
+        for scenario_name, sc in scenarios(t):
+            access_log = props(sc["Resources"][name]).get("AccessLogSetting")
+            logging_on = conditions_for(t, SCENARIOS[scenario_name]).get("AccessLogOn", False)
+            if not logging_on:
+                if access_log is not None:
+                    problems.append(f"[{scenario_name}] {name}: access logging on by default")
+                continue
+            access_log = access_log or {}
+            target = getatt(access_log.get("DestinationArn"))
+            groups = of_type(sc, "AWS::Logs::LogGroup")
+            if not target or target[0] not in groups or "RetentionInDays" not in props(groups[target[0]]):
+                problems.append(f"[{scenario_name}] {name}: access logs do not go to a log group with retention")
+            try:
+                json.loads(access_log.get("Format", ""))
+            except ValueError:
+                problems.append(f"[{scenario_name}] {name}: access log format is not JSON")
         if a.get("TracingEnabled") is not True:
             problems.append(f"{name}: X-Ray tracing off")
         policy = a.get("Auth", {}).get("ResourcePolicy", {})
@@ -627,19 +648,27 @@ def schedule_problems(t: Template) -> list[str]:
         problems.append('ScheduleEnabled must default to "false": a deploy must not start calling CC-FS')
     for scenario_name, s in scenarios(t):
         schedule_on = conditions_for(t, SCENARIOS[scenario_name])["ScheduleOn"]
-        events = [
-            e["Properties"]
+        schedules = [
+            props(r)
+            for r in of_type(s, "AWS::Scheduler::Schedule").values()
+            if getatt(props(r).get("Target", {}).get("Arn")) == ("RequestExportFunction", "Arn")
+        ]
+        sam_events = [
+            e
             for e in props(s["Resources"]["RequestExportFunction"]).get("Events", {}).values()
             if e["Type"] in ("Schedule", "ScheduleV2")
         ]
-        if len(events) != 1:
-            problems.append(f"[{scenario_name}] RequestExportFunction needs exactly one schedule event")
+        if len(schedules) != 1 or sam_events:
+            problems.append(
+                f"[{scenario_name}] RequestExportFunction needs exactly one AWS::Scheduler::Schedule (and no SAM"
+                " schedule event: SAM names its schedule after the logical id, the same in every stack)"
+            )
             continue
         expected = "ENABLED" if schedule_on else "DISABLED"
-        state = events[0].get("State", events[0].get("Enabled"))
-        if state not in (expected, schedule_on):
-            problems.append(f"[{scenario_name}] schedule state {state!r}, expected {expected}")
-        if "DeadLetterConfig" not in events[0] or "RetryPolicy" not in events[0]:
+        if schedules[0].get("State") != expected:
+            problems.append(f"[{scenario_name}] schedule state {schedules[0].get('State')!r}, expected {expected}")
+        target = schedules[0]["Target"]
+        if "DeadLetterConfig" not in target or "RetryPolicy" not in target:
             problems.append(f"[{scenario_name}] schedule has no DeadLetterConfig/RetryPolicy")
     return problems
 
@@ -651,8 +680,9 @@ def alarm_problems(t: Template) -> list[str]:
     service, namespace = env["POWERTOOLS_SERVICE_NAME"], env["POWERTOOLS_METRICS_NAMESPACE"]
     for name, alarm in alarms.items():
         a = props(alarm)
-        if a.get("TreatMissingData") != "notBreaching":
-            problems.append(f"{name}: TreatMissingData is not notBreaching")
+        expected = "breaching" if a.get("MetricName") in HEARTBEAT_METRICS else "notBreaching"
+        if a.get("TreatMissingData") != expected:
+            problems.append(f"{name}: TreatMissingData is not {expected}")
         if {"Ref": "AlarmTopic"} not in a.get("AlarmActions", []):
             problems.append(f"{name}: does not notify AlarmTopic")
     errors_alarmed = {
@@ -775,7 +805,7 @@ MUTATIONS: dict[str, tuple[Checker, Mutation]] = {
     "iam-managed-policy": (iam_problems, put(at("CallbackFunction", "Policies/0"), "AdministratorAccess")),
     "iam-literal-template-arg": (
         iam_problems,
-        put(at("DownloadFunction", "Policies/1/DynamoDBCrudPolicy/TableName"), "*"),
+        put(at("DownloadFunction", "Policies/0"), {"DynamoDBCrudPolicy": {"TableName": "*"}}),
     ),
     "iam-public-allow": (
         iam_problems,
@@ -812,15 +842,17 @@ MUTATIONS: dict[str, tuple[Checker, Mutation]] = {
     "queue-dlq-unalarmed": (queue_problems, drop("Resources/ScheduleDLQAlarm")),
     "visibility-too-short": (consumer_problems, put(at("BillQueue", "VisibilityTimeout"), 900)),
     "visibility-consumer-slower": (consumer_problems, put(at("RequestExportFunction", "Timeout"), 900)),
+    "visibility-ignores-batching-window": (consumer_problems, put(at("RecordingQueue", "VisibilityTimeout"), 5400)),
     "consumer-no-partial-failures": (
         consumer_problems,
         drop(at("DownloadFunction", "Events/Recordings/Properties/FunctionResponseTypes")),
     ),
     "api-no-throttling": (api_problems, drop(at("CallbackApi", "MethodSettings"))),
     "api-no-access-log": (api_problems, drop(at("CallbackApi", "AccessLogSetting"))),
+    "api-access-log-by-default": (api_problems, put("Parameters/ApiAccessLogging/Default", "true")),
     "api-text-access-log": (
         api_problems,
-        put(at("CallbackApi", "AccessLogSetting/Format"), "$context.requestId $context.status"),
+        put(at("CallbackApi", "AccessLogSetting/Fn::If/1/Format"), "$context.requestId $context.status"),
     ),
     "api-no-resource-policy": (api_problems, drop(at("CallbackApi", "Auth"))),
     "dynamodb-no-pitr": (dynamodb_problems, drop(at("JobsTable", "PointInTimeRecoverySpecification"))),
@@ -842,12 +874,13 @@ MUTATIONS: dict[str, tuple[Checker, Mutation]] = {
     "schedule-default-on": (schedule_problems, put("Parameters/ScheduleEnabled/Default", "true")),
     "schedule-always-enabled": (
         schedule_problems,
-        put(at("RequestExportFunction", "Events/Tick/Properties/State"), "ENABLED"),
+        put(at("PlanningSchedule", "State"), "ENABLED"),
     ),
     "alarm-no-errors": (alarm_problems, drop("Resources/CallbackErrorsAlarm")),
     "alarm-wrong-dimension": (alarm_problems, put(at("JobsFailedAlarm", "Dimensions/0/Value"), "other")),
     "alarm-unrecognised-bill-entries": (alarm_problems, drop("Resources/BillEntriesUnrecognisedAlarm")),
     "alarm-missing-data-breaches": (alarm_problems, put(at("RecordingsFailedAlarm", "TreatMissingData"), "breaching")),
+    "alarm-heartbeat-silent": (alarm_problems, put(at("PlanningHeartbeatAlarm", "TreatMissingData"), "notBreaching")),
     "alarm-aws-managed-sns-key": (alarm_problems, put(at("AlarmTopic", "KmsMasterKeyId"), "alias/aws/sns")),
     "outputs-missing": (output_problems, drop("Outputs/BillDLQUrl")),
 }
