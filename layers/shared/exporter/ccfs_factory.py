@@ -1,7 +1,15 @@
-"""Build the CC-FS client and the callback's secret lookup from Secrets Manager / SSM.
+"""Build the CC-FS client, the recording HTTP client and the callback's secret lookup from Secrets
+Manager / SSM.
 
-The ak/sk live only in Secrets Manager (JSON ``{"ak": ..., "sk": ...}``); the optional CA bundle in
-an SSM parameter. Both are read through Powertools Parameters, which caches them (``max_age``) so a
+The ak/sk live only in Secrets Manager (JSON ``{"ak": ..., "sk": ...}``); the optional CA bundles in
+SSM parameters.
+
+Two trust stores, never one: CC-FS often has a private CA (``CCFS_CA_BUNDLE_PARAM``: the CC-FS
+client then trusts that CA only), while the pre-signed recording URLs it hands out point at object
+storage — public OBS (a public CA, in the system trust store) or on-premises LSS (maybe a private CA
+of its own, ``RECORDING_CA_BUNDLE_PARAM``, trusted in addition to the system store). Fetching the
+recordings through the CC-FS client would fail TLS on every recording as soon as a private CC-FS CA
+is configured. Both are read through Powertools Parameters, which caches them (``max_age``) so a
 warm function does not call Secrets Manager per request but still picks up a rotation.
 """
 
@@ -10,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import threading
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -20,16 +29,20 @@ from aws_lambda_powertools.utilities.parameters import SecretsProvider, SSMProvi
 from exporter.aws import client, logger, metrics
 from exporter.config import ConfigError, Settings
 
-if TYPE_CHECKING:  # imported lazily: the callback only needs secret_for, not the HTTP client
+if TYPE_CHECKING:  # imported lazily: the callback only needs secret_for, not the HTTP clients
+    import httpx
+
     from ccfs.client import CcfsClient
 
-__all__ = ["ccfs_client", "clear_caches", "count_unknown_code", "credentials", "secret_for"]
+__all__ = ["ccfs_client", "clear_caches", "count_unknown_code", "credentials", "recording_http", "secret_for"]
 
 SECRET_MAX_AGE = 300
 CA_MAX_AGE = 3600
 
 _client: CcfsClient | None = None
 _client_key: tuple[str, str, str, str | None] | None = None
+_recording_http: tuple[str | None, httpx.Client] | None = None
+_recording_lock = threading.Lock()
 
 
 @cache
@@ -71,19 +84,25 @@ def secret_for(settings: Settings) -> Any:
     return lambda candidate: sk if candidate == ak else None
 
 
-def _ca_bundle_path(settings: Settings) -> str | None:
-    if not settings.ccfs_ca_bundle_param:
-        return None
-    pem = _ssm().get(settings.ccfs_ca_bundle_param, max_age=CA_MAX_AGE)
+def _pem_file(param: str, prefix: str) -> str:
+    """The PEM bundle held by SSM parameter ``param``, written once to a file named after its digest
+    (an SSLContext loads CAs from a file)."""
+    pem = _ssm().get(param, max_age=CA_MAX_AGE)
     if not isinstance(pem, str) or "BEGIN CERTIFICATE" not in pem:
-        raise ConfigError(f"SSM parameter {settings.ccfs_ca_bundle_param} does not hold a PEM CA bundle")
+        raise ConfigError(f"SSM parameter {param} does not hold a PEM CA bundle")
     digest = hashlib.sha256(pem.encode()).hexdigest()[:16]
-    path = os.path.join(tempfile.gettempdir(), f"ccfs-ca-{digest}.pem")
+    path = os.path.join(tempfile.gettempdir(), f"{prefix}-{digest}.pem")
     if not os.path.exists(path):
         with tempfile.NamedTemporaryFile("w", dir=tempfile.gettempdir(), delete=False) as tmp:
             tmp.write(pem)
         os.replace(tmp.name, path)
     return path
+
+
+def _ca_bundle_path(settings: Settings) -> str | None:
+    if not settings.ccfs_ca_bundle_param:
+        return None
+    return _pem_file(settings.ccfs_ca_bundle_param, "ccfs-ca")
 
 
 def count_unknown_code(operation: str, code: str) -> None:
@@ -117,3 +136,34 @@ def ccfs_client(settings: Settings) -> CcfsClient:
         )
         _client_key = key
     return _client
+
+
+def recording_http(settings: Settings) -> httpx.Client:
+    """The process-wide client for pre-signed recording URLs (OBS/LSS), never for CC-FS calls.
+
+    Trust: the system store — what httpx trusts by default: ``SSL_CERT_FILE``/``SSL_CERT_DIR`` when
+    set, else certifi (which holds the public CAs OBS uses) — plus the PEM bundle in
+    ``RECORDING_CA_BUNDLE_PARAM`` when set (an LSS with a private CA). The CC-FS CA bundle is not
+    trusted here. Rebuilt when that bundle changes. No redirects: a pre-signed URL is fetched as is.
+    """
+    global _recording_http
+    import httpx
+
+    param = settings.recording_ca_bundle_param
+    extra = _pem_file(param, "recording-ca") if param else None
+    with _recording_lock:
+        if _recording_http is not None and _recording_http[0] == extra:
+            return _recording_http[1]
+        context = httpx.create_ssl_context(verify=True, trust_env=True)
+        if extra is not None:
+            context.load_verify_locations(cafile=extra)
+        http = httpx.Client(
+            verify=context,
+            timeout=httpx.Timeout(settings.ccfs_read_timeout, connect=settings.ccfs_connect_timeout),
+            limits=httpx.Limits(max_connections=20, max_keepalive_connections=20),
+            follow_redirects=False,
+        )
+        if _recording_http is not None:
+            _recording_http[1].close()
+        _recording_http = (extra, http)
+        return http

@@ -98,10 +98,9 @@ class TransientRecordingError(Exception):
 
 
 class RecordingSource(Protocol):
-    """The part of :class:`ccfs.client.CcfsClient` this step uses."""
-
-    @property
-    def http(self) -> httpx.Client: ...
+    """The part of :class:`ccfs.client.CcfsClient` this step uses: CC-FS operations only. The
+    pre-signed URLs are fetched with the copier's own ``http`` client, whose trust store is object
+    storage's, not CC-FS's (``exporter.ccfs_factory.recording_http``)."""
 
     def get_record_file_urls(
         self, call_id: str, begin: datetime, end: datetime, *, version: str | None = "2.0"
@@ -358,13 +357,15 @@ class _Published:
 
 @dataclass
 class RecordingCopier:
-    """Copies one recording per :meth:`process` call. Boto3 clients and the CC-FS client are injected."""
+    """Copies one recording per :meth:`process` call. Boto3 clients, the CC-FS client and the HTTP
+    client for pre-signed URLs (``http``: object storage's trust store, never CC-FS's) are injected."""
 
     ccfs: RecordingSource
     s3: Any
     progress: Progress
     bucket: str
     allowed_hosts: list[str]
+    http: httpx.Client
     transfer_config: TransferConfig | None = None  # None: the module's TRANSFER_CONFIG (+ copy settings)
     tmp_dir: str | None = None
     clock: Any = None
@@ -507,7 +508,7 @@ class RecordingCopier:
     def _fetch(self, url: httpx.URL, message: RecordingMessage, key: str) -> _Published | str:
         """GET the pre-signed URL and publish it; ``"expired"`` on 403, ``"missing"`` on 404."""
         shown = redact_url(str(url))
-        http = self.ccfs.http
+        http = self.http
         try:
             response = http.send(http.build_request("GET", url), stream=True, follow_redirects=False)
         except httpx.HTTPError as exc:
