@@ -60,9 +60,15 @@ def _ssm() -> SSMProvider:
 
 
 def clear_caches() -> None:
-    """Forget the cached secret and CA bundle values (tests; a rotation is picked up by max_age)."""
+    """Forget the cached secret and CA bundle values and the recording HTTP client (tests; a
+    rotation is picked up by max_age)."""
+    global _recording_http
     _secrets.cache_clear()
     _ssm.cache_clear()
+    with _recording_lock:
+        if _recording_http is not None:
+            _recording_http[1].close()
+        _recording_http = None
 
 
 def credentials(settings: Settings) -> tuple[str, str]:
