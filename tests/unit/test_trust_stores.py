@@ -10,6 +10,7 @@ Real TLS servers on 127.0.0.1, each with a certificate from its own test CA; the
 from __future__ import annotations
 
 import http.server
+import json
 import ssl
 import threading
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ import boto3
 import httpx
 import pytest
 import trustme
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
 from exporter import ccfs_factory
 from exporter.config import get_settings
@@ -180,3 +182,31 @@ def test_recordings_are_copied_while_ccfs_has_a_private_ca(aws, pki, monkeypatch
     assert fake.file_calls == []
     assert job(aws)["job_status"] == "COMPLETED"
     assert RID in read(aws, f"manifests/{RID}.json").decode()
+
+
+def test_a_certificate_the_recording_trust_rejects_is_named_in_the_reason(aws, pki, monkeypatch, lambda_context):
+    """Object storage whose CA is in no trust the recording client has (here: only CC-FS's CA was
+    given, the mix-up of issue 11): the recording is retried and, on its last delivery, recorded
+    FAILED with a reason an operator can act on — not a bare "ConnectError"."""
+    _configure(monkeypatch, pki, lss=False)
+    monkeypatch.setenv("SSL_CERT_FILE", str(pki["pem"]["ccfs"]))  # the system store: CC-FS's CA only
+    lss = pki["server"]["lss"]
+    monkeypatch.setenv("RECORDING_URL_HOST_SUFFIXES", f"127.0.0.1:{lss.port}")
+    reset_process_caches()
+    fake = _PrivateCaCcfs(pki["pem"]["ccfs"], lss.url)
+    fast_clients(monkeypatch)
+    handler = load_handler("download")
+    monkeypatch.setattr(handler, "ccfs_client", lambda settings: fake)
+    start_job(aws, total=1)
+    body = body_for(CALL, "0903379")
+    try:
+        # the only record failed: the batch raises, so SQS retries it (a trust fix plus a redrive
+        # recovers it)
+        with pytest.raises(BatchProcessingError):
+            handler.lambda_handler(rec_event(aws, [body], receive_count=5), lambda_context)
+    finally:
+        fake.http.close()
+    manifest = json.loads(read(aws, f"manifests/{RID}.json"))
+    (failure,) = manifest["failures"]
+    assert "TLS certificate verification failed" in failure["reason"]
+    assert "RecordingCaBundleParameter" in failure["reason"] and "SECRET" not in failure["reason"]

@@ -31,6 +31,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 import json
+import ssl
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -347,6 +348,19 @@ def _unidentifiable(urls: list[str], message: RecordingMessage) -> str:
 # ---------------------------------------------------------------------------- the copier
 
 
+def _certificate_rejected(exc: BaseException) -> bool:
+    """Whether an httpx error is the server's certificate failing verification (a trust setting to
+    fix, said so in the reason) rather than a network fault."""
+    seen: BaseException | None = exc
+    for _ in range(5):  # httpx -> httpcore -> ssl: a short, bounded chain
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 @dataclass(frozen=True)
 class _Published:
     key: str
@@ -512,6 +526,12 @@ class RecordingCopier:
         try:
             response = http.send(http.build_request("GET", url), stream=True, follow_redirects=False)
         except httpx.HTTPError as exc:
+            if _certificate_rejected(exc):
+                raise TransientRecordingError(
+                    f"GET {shown}: TLS certificate verification failed; the object store's CA must be in the "
+                    "system trust store (public OBS) or in RecordingCaBundleParameter (LSS), not only in the "
+                    "CC-FS CA bundle"
+                ) from None
             raise TransientRecordingError(f"GET {shown}: {type(exc).__name__}") from None
         try:
             status = response.status_code
