@@ -513,7 +513,13 @@ class LocalStack:
             if self.config.max_concurrency
             else "as the template",
             "CC-FS callback retry": f"{self.config.callback_retry_interval:g} s (CC-FS: 10 min)",
-            "CALLBACK_URL": f"{self.names.callback_url} (the local API front, {self.names.front_url})",
+            "CALLBACK_URL": "the local API front (set when it starts)",
+            "DNS and CA store": (
+                "ccfs.sim.internal, obs.sim.internal and the API's execute-api name resolve to 127.0.0.1 ports "
+                "(netmap); SSL_CERT_FILE = certifi + the object store's CA"
+                if self.names.hosts
+                else "the simulator's own addresses (StackConfig.simulator); SSL_CERT_FILE = certifi + its CA"
+            ),
             "POWERTOOLS_TRACE_DISABLED": "true (no X-Ray daemon locally)",
         }
         for target, value in self.config.patches.items():
@@ -626,6 +632,7 @@ class LocalStack:
         ready = spec.child.wait_ready(60)
         self.names.front_url = ready["url"]
         self.names.callback_url = ready["public_url"]
+        self.overrides["CALLBACK_URL"] = f"{self.names.callback_url}, served by the local API front at {ready['url']}"
         # the API's name resolves to the front: for the simulator's callbacks (this process) and
         # for the function processes started from here on
         self.names.hosts[f"{self.api_domain}:443"] = f"127.0.0.1:{ready['port']}"
