@@ -423,7 +423,7 @@ class LocalStack:
         system = self.run_dir / "tls" / "system-ca.pem"
         system.parent.mkdir(exist_ok=True)
         bundle = Path(certifi.where()).read_text(encoding="utf-8")
-        if sim.obs_ca_bundle and sim.obs_ca_bundle != sim.ca_bundle:
+        if sim.obs_ca_bundle:  # its own CA; CC-FS's only when configured to share CC-FS's server
             bundle += "\n" + Path(sim.obs_ca_bundle).read_text(encoding="utf-8")
         system.write_text(bundle, encoding="utf-8")
         self.names.system_ca_file = str(system)
