@@ -206,3 +206,23 @@ def test_netmap_maps_only_its_names_and_ports_and_uninstalls_cleanly():
         server.shutdown()
         server.server_close()
     assert socket.getaddrinfo is original and netmap.mapped() == {}
+
+
+def test_sam_local_env_vars_reach_ccfs_by_address_not_by_the_stacks_names():
+    """A ``sam local invoke`` container does not have the stack's name service: its env-vars file
+    gives CC-FS's 127.0.0.1 address (its certificate names it too), everything else unchanged."""
+    from local.stack.sample_events import env_vars
+
+    serve = {
+        "endpoint_url": "http://127.0.0.1:5000",
+        "simulator": {"base_url": "https://127.0.0.1:4443"},
+        "function_env": {
+            "DownloadFunction": {"CCFS_BASE_URL": "https://ccfs.sim.internal:28443", "JOBS_TABLE": "t"},
+            "Other": {"JOBS_TABLE": "t"},
+        },
+    }
+    env = env_vars(serve)
+    assert env["DownloadFunction"]["CCFS_BASE_URL"] == "https://127.0.0.1:4443"
+    download = env["DownloadFunction"]
+    assert download["JOBS_TABLE"] == "t" and download["AWS_ENDPOINT_URL"] == "http://127.0.0.1:5000"
+    assert "CCFS_BASE_URL" not in env["Other"]
