@@ -35,6 +35,7 @@ TENANT = "acct001"
 ZONE = "Asia/Shanghai"
 STACK = "aicc-bench"
 CA_PARAM = "/aicc-bench/ccfs-ca"
+OBS_CA_PARAM = "/aicc-bench/obs-ca"  # the simulator's object store, trusted as a private-CA LSS
 SECRET_NAME = "aicc-bench/ccfs"
 # moto's fake credentials, not secrets
 FAKE_CREDENTIALS = {
@@ -259,10 +260,11 @@ class Template:
             # placeholder: each moto server gets its own secret (the ARN is overridden per server)
             "CcfsSecretArn": f"arn:aws:secretsmanager:{REGION}:123456789012:secret:{SECRET_NAME}-AbCdEf",
             "CcfsCaBundleParameter": CA_PARAM,
+            "RecordingCaBundleParameter": OBS_CA_PARAM,
             "TenantAccountIds": TENANT,
             "TenantTimeZone": ZONE,
             "ScheduleEnabled": "false",
-            "RecordingUrlHostSuffixes": f"{sim.obs_host}:{sim.port}",
+            "RecordingUrlHostSuffixes": f"{sim.obs_host}:{sim.obs_port}",
             "CallbackSourceCidrs": "127.0.0.1/32",  # required (no default)
         }
         return cls(StackModel.build(ROOT / "template.yaml", parameters, STACK), sim.base_url, sim.obs_host)
@@ -303,6 +305,7 @@ class Aws:
         secret = sm.create_secret(Name=SECRET_NAME, SecretString=json.dumps({"ak": sim.ak, "sk": sim.sk}))
         ssm = session.client("ssm", endpoint_url=moto.endpoint_url)
         ssm.put_parameter(Name=CA_PARAM, Value=Path(sim.ca_bundle).read_text(encoding="utf-8"), Type="String")
+        ssm.put_parameter(Name=OBS_CA_PARAM, Value=Path(sim.obs_ca_bundle).read_text(encoding="utf-8"), Type="String")
         aws = cls(moto, template, resources, secret["ARN"], run_dir)
         aws._clients["session"] = session
         return aws

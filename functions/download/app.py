@@ -44,7 +44,7 @@ from ccfs.errors import CcfsError, redact
 from exporter.aws import client, logger, metrics
 from exporter.batching import ConcurrentBatchProcessor, log_keys
 from exporter.bill_export import BillMessage, export_bill
-from exporter.ccfs_factory import ccfs_client
+from exporter.ccfs_factory import ccfs_client, recording_http
 from exporter.config import Settings, get_settings
 from exporter.progress import Progress
 from exporter.recordings import RecordingCopier, RecordingMessage, settle_dead_letter
@@ -131,6 +131,7 @@ def process_recording(record: SQSRecord) -> dict[str, Any]:
                 QueueUrl=settings.recording_queue_url, MessageBody=json.dumps(body), DelaySeconds=delay
             ),
             grace=timedelta(hours=settings.recording_grace_hours),
+            http=recording_http(settings),
         )
         return copier.process(message, last_attempt=receive_count >= settings.max_receive_count)
 
@@ -196,6 +197,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItem
         settings = get_settings()  # warm the process-wide clients here, not racing in the workers
         for tenant in _tenants_of(event):
             ccfs_client(settings, tenant)
+        recording_http(settings)
         for service in ("s3", "dynamodb"):
             client(service)
     return process_partial_response(event=event, record_handler=record_handler, processor=batch, context=context)

@@ -81,6 +81,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--latency-ms", type=float, default=None, help="overrides the profile's latency")
     p.add_argument("--fault-seed", type=int, default=None)
     p.add_argument("--plain-http", action="store_true", help="no TLS (debugging only)")
+    p.add_argument("--ccfs-name", default=None, help="a host name for CC-FS's certificate, e.g. ccfs.sim.internal")
+    p.add_argument(
+        "--obs-name",
+        default=None,
+        help="serve the object store as its own server, name and CA (e.g. obs.sim.internal); default: on CC-FS's",
+    )
     p.add_argument("--log-level", default="WARNING")
     bills = p.add_argument_group("bill file format (protocol §4 variants)")
     bills.add_argument(
@@ -155,6 +161,8 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         csv_line_ending="\r\n" if args.csv_line_ending == "crlf" else "\n",
         csv_header=args.csv_header,
         bill_extra_entries=list(args.bill_extra_entry),
+        ccfs_name=args.ccfs_name,
+        obs_name=args.obs_name,
         **extra,
     )
 

@@ -6,6 +6,7 @@ replaced as a whole at runtime (``Simulator.set_faults``), never mutated in plac
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import date
@@ -170,6 +171,15 @@ class SimulatorConfig:
     callback_max_tries: int = 6
     callback_timeout: float = 10.0
     callback_verify: bool | str = True  # True: system CAs; str: a CA bundle path; False: no check
+    # Host names the TLS certificates carry. ``ccfs_name``: added to CC-FS's certificate (besides
+    # 127.0.0.1, localhost, ::1). ``obs_name``: when set, the object store is a server of its own (own
+    # port, own CA, a certificate for that name only), as OBS or an LSS beside CC-FS are, and the
+    # pre-signed URLs name it; None: CC-FS's server serves it under CC-FS's address and CA.
+    ccfs_name: str | None = None
+    obs_name: str | None = None
+    # The port written into pre-signed URLs (443: none), for a network that maps {obs_name}:443 to
+    # the object store's real port; None: the port it listens on.
+    obs_url_port: int | None = None
     url_expiry_seconds: int = 8 * 3600
     # Several URLs of one call: a JSON array, or one string joined by ",", ";", " " or "\n".
     url_list_style: Literal["array", "comma", "semicolon", "space", "newline"] = "array"
@@ -253,8 +263,21 @@ class SimulatorConfig:
         for name in self.bill_extra_entries:
             if not name or name.endswith("/") or "\\" in name or name.startswith("/") or ".." in name.split("/"):
                 raise ValueError(f"bill_extra_entries: {name!r} is not a plain entry name")
+        for name in ("ccfs_name", "obs_name"):
+            value = getattr(self, name)
+            if value is not None and not _HOST_NAME.fullmatch(value):
+                raise ValueError(f"{name} must be a DNS host name such as obs.sim.internal, not {value!r}")
+        if self.obs_name is not None and not self.tls:
+            raise ValueError("obs_name needs tls: the object store's own CA is the point of it")
+        if self.obs_name is not None and self.obs_name.lower() == (self.ccfs_name or "").lower():
+            raise ValueError("obs_name must differ from ccfs_name")
+        if self.obs_url_port is not None and not 1 <= self.obs_url_port <= 65535:
+            raise ValueError("obs_url_port must be 1..65535")
         self.faults.validate()
 
+
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST_NAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(\.{_LABEL})+")
 
 # Choices of the bill-format fields of SimulatorConfig (also the CLI's choices).
 BILL_ENTRY_NAMES = ("numbered", "plain")

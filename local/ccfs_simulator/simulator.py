@@ -231,6 +231,8 @@ class Simulator:
         self._obs = ObsSigner(secrets.token_bytes(32), "SIMOBS" + secrets.token_hex(7).upper())
         self._server: SimServer | None = None
         self._serve_thread: threading.Thread | None = None
+        self._obs_server: SimServer | None = None
+        self._obs_thread: threading.Thread | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._scheduler: _Scheduler | None = None
         self._http: httpx.Client | None = None
@@ -239,6 +241,10 @@ class Simulator:
         self.ca_bundle: str | None = None
         self.obs_host = self.config.host
         self.port = 0
+        # The object store: CC-FS's own server, unless ``obs_name`` gives it a server, name and CA.
+        self.obs_base_url = ""
+        self.obs_ca_bundle: str | None = None
+        self.obs_port = 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -260,13 +266,28 @@ class Simulator:
         self._tmp = tempfile.TemporaryDirectory(prefix="ccfs-sim-")
         context = None
         if self.config.tls:
-            context = self._tls_context(Path(self._tmp.name))
+            names = ["127.0.0.1", "localhost", "::1", *([self.config.ccfs_name] if self.config.ccfs_name else [])]
+            context, self.ca_bundle = self._tls_context(Path(self._tmp.name), "CC-FS simulator test CA", names)
         self._server = SimServer((self.config.host, self.config.port), self._dispatch, context)
         self.port = self._server.server_address[1]
         scheme = "https" if self.config.tls else "http"
         host = f"[{self.config.host}]" if ":" in self.config.host else self.config.host
         self.base_url = f"{scheme}://{host}:{self.port}"
         self.admin_url = f"{self.base_url}{ADMIN_PREFIX}"
+        self.obs_base_url, self.obs_ca_bundle, self.obs_port = self.base_url, self.ca_bundle, self.port
+        if self.config.obs_name:
+            obs_context, self.obs_ca_bundle = self._tls_context(
+                Path(self._tmp.name), "OBS simulator test CA", [self.config.obs_name], "obs-ca.pem"
+            )
+            self._obs_server = SimServer((self.config.host, 0), self._dispatch_obs, obs_context)
+            self.obs_port = self._obs_server.server_address[1]
+            self.obs_host = self.config.obs_name
+            url_port = self.config.obs_url_port or self.obs_port
+            self.obs_base_url = f"https://{self.obs_host}" + ("" if url_port == 443 else f":{url_port}")
+            self._obs_thread = threading.Thread(
+                target=self._obs_server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True, name="obs-sim"
+            )
+            self._obs_thread.start()
         self._scheduler = _Scheduler()
         self._scheduler.start()
         self._serve_thread = threading.Thread(
@@ -276,18 +297,20 @@ class Simulator:
         log.info("CC-FS simulator listening on %s", self.base_url)
         return self
 
-    def _tls_context(self, directory: Path) -> ssl.SSLContext:
+    def _tls_context(
+        self, directory: Path, authority_name: str, names: list[str], file_name: str = "ca.pem"
+    ) -> tuple[ssl.SSLContext, str]:
+        """A server context with a certificate for ``names`` from a fresh CA; the CA's PEM path."""
         import trustme
 
-        authority = trustme.CA(organization_name="CC-FS simulator test CA")
-        cert = authority.issue_cert("127.0.0.1", "localhost", "::1")
+        authority = trustme.CA(organization_name=authority_name)
+        cert = authority.issue_cert(*names)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         cert.configure_cert(context)
-        bundle = directory / "ca.pem"
+        bundle = directory / file_name
         authority.cert_pem.write_to_path(str(bundle))
-        self.ca_bundle = str(bundle)
-        return context
+        return context, str(bundle)
 
     def _callback_verify(self) -> ssl.SSLContext | bool:
         setting = self.config.callback_verify
@@ -309,11 +332,15 @@ class Simulator:
         server, self._server = self._server, None
         if self._scheduler is not None:
             self._scheduler.stop()
-        server.shutdown()
-        server.server_close()
-        server.close_connections()
-        if self._serve_thread is not None:
-            self._serve_thread.join(5)
+        for running, thread in ((server, self._serve_thread), (self._obs_server, self._obs_thread)):
+            if running is None:
+                continue
+            running.shutdown()
+            running.server_close()
+            running.close_connections()
+            if thread is not None:
+                thread.join(5)
+        self._obs_server = self._obs_thread = None
         with self._lock:
             if self._http is not None:
                 self._http.close()
@@ -472,12 +499,25 @@ class Simulator:
             return
         if ex.path.startswith(CCFS_PREFIX):
             self._ccfs(ex, ex.path[len(CCFS_PREFIX) :])
-        elif ex.path.startswith(OBS_PREFIX):
+        elif ex.path.startswith(OBS_PREFIX) and self._obs_server is None:
             self._obs_get(ex)
         elif ex.path == ADMIN_PREFIX or ex.path.startswith(ADMIN_PREFIX + "/"):
             self._admin(ex)
         else:
             ex.send_json(404, {"error": "not found"})
+
+    def _dispatch_obs(self, ex: Exchange) -> None:
+        """The object store's own server (``obs_name``): pre-signed GETs and nothing else."""
+        ex.on_status = lambda status: self._count(f"http_{status}")
+        ex.on_bytes = lambda n: self._count("bytes_served", n)
+        self._count("requests_total")
+        if not ex.read_body():
+            return
+        if ex.path.startswith(OBS_PREFIX):
+            self._obs_get(ex)
+        else:
+            error = error_xml("NoSuchBucket", "The specified bucket does not exist.", secrets.token_hex(8).upper())
+            ex.send(404, error, "application/xml")
 
     def _reply(
         self, ex: Exchange, code: str, data: Any = None, desc: str | None = None, top: dict[str, Any] | None = None
@@ -727,7 +767,7 @@ class Simulator:
             with self._lock:
                 self._objects[object_id] = recording
             path = f"{OBS_PREFIX}{recording.account_id}/{recording.day:%Y%m%d}/{_OBJECT_DIR}{object_id}"
-        return self._obs.presign(self.base_url, path, expires)
+        return self._obs.presign(self.obs_base_url, path, expires)
 
     def _op_downloadRecordFile(self, ex: Exchange, ak: str, payload: dict[str, Any]) -> None:
         request = self._read(ex, read_download_record_file, payload)
@@ -888,6 +928,9 @@ class Simulator:
             ],
             "admin_url": self.admin_url,
             "obs_host": self.obs_host,
+            "obs_base_url": self.obs_base_url,
+            "obs_ca_bundle": self.obs_ca_bundle,
+            "obs_port": self.obs_port,
             "base_date": self.base_date.isoformat(),
             "days": self.config.days,
         }

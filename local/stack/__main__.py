@@ -76,13 +76,26 @@ def _config(args: argparse.Namespace, schedule: bool) -> StackConfig:
 
 def _serve_info(stack: LocalStack) -> dict[str, Any]:
     names = stack.names
+    front_port = names.front_url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1]
     return {
         "callback_url": names.callback_url,
+        "front_url": names.front_url,
+        # the stack's names resolve only inside its processes (STACK.md, "Names and trust"): from a
+        # shell, connect the name to its port and trust the stack's CA, e.g. with curl
+        "callback_curl": (
+            f"curl --connect-to {stack.api_domain}:443:127.0.0.1:{front_port} "
+            f"--cacert {names.api_ca_file} -X POST {names.callback_url}"
+        ),
+        "hosts": names.hosts,
         "endpoint_url": names.endpoint_url,
+        "ccfs_base_url": names.ccfs_base_url,
+        "system_ca_file": names.system_ca_file,
         "simulator": {
             "base_url": stack.sim.base_url,
+            "obs_base_url": stack.sim.obs_base_url,
             "admin_url": stack.sim.admin_url,
             "ca_bundle": stack.sim.ca_bundle,
+            "obs_ca_bundle": stack.sim.obs_ca_bundle,
             "ak": stack.sim.ak,
             "sk": stack.sim.sk,
             "tenants": stack.tenants,
@@ -156,8 +169,9 @@ def demo(args: argparse.Namespace) -> int:
         )
         stack.start()
         print(
-            f"up in {time.monotonic() - started:.1f} s: moto {stack.endpoint_url}, CC-FS {stack.sim.base_url}, "
-            f"callback {stack.names.callback_url}; logs in {stack.run_dir / 'logs'}",
+            f"up in {time.monotonic() - started:.1f} s: moto {stack.endpoint_url}, CC-FS {stack.names.ccfs_base_url} "
+            f"({stack.sim.base_url}), object store {stack.sim.obs_base_url}, callback {stack.names.callback_url} "
+            f"({stack.names.front_url}); logs in {stack.run_dir / 'logs'}",
             file=sys.stderr,
             flush=True,
         )

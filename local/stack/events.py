@@ -179,6 +179,9 @@ _NOT_FORWARDED = frozenset(
 )
 
 
+_SET_BY_GATEWAY = frozenset({"host", "x-forwarded-port", "x-forwarded-proto", "x-amzn-trace-id"})
+
+
 def api_gateway_event(
     *,
     method: str,
@@ -192,25 +195,31 @@ def api_gateway_event(
     host: str,
     protocol: str = "HTTP/1.1",
     api_id: str = "local",
+    public_port: int = 443,
 ) -> dict[str, Any]:
-    """A REST API (v1) Lambda proxy integration event.
+    """A REST API (v1) Lambda proxy integration event, as API Gateway builds it.
 
     ``raw_path`` is what the client requested (``/{stage}/ccfs/callback``); ``event.path`` is the
     resource path without the stage and ``requestContext.path`` keeps the stage, as on a default
-    execute-api endpoint.
+    execute-api endpoint. ``host`` is the API's domain (``{api_id}.execute-api.{region}.amazonaws.com``
+    or a custom domain): the ``Host`` header and ``domainName`` are that name whatever the client's
+    connection looked like — API Gateway is only reached through it, on https, port ``public_port``.
     """
     single: dict[str, str] = {}
     multi: dict[str, list[str]] = {}
     names: dict[str, str] = {}  # lower-case -> first spelling seen
     added = [
         ("X-Forwarded-For", source_ip),
-        ("X-Forwarded-Port", host.rsplit(":", 1)[-1] if ":" in host else "80"),
-        ("X-Forwarded-Proto", "http"),
+        ("X-Forwarded-Port", str(public_port)),
+        ("X-Forwarded-Proto", "https"),
         ("X-Amzn-Trace-Id", _trace_id()),
     ]
     # What API Gateway does not pass on to a REST proxy integration: the body's length (the event
-    # carries the body itself) and the hop-by-hop headers of the client's connection.
-    headers = [(n, v) for n, v in headers if n.lower() not in _NOT_FORWARDED]
+    # carries the body itself) and the hop-by-hop headers of the client's connection. It sets the
+    # forwarding headers itself (a client's X-Forwarded-For chain is kept and the caller appended).
+    spelled = {n.lower(): n for n, _ in headers}
+    headers = [(n, v) for n, v in headers if n.lower() not in _NOT_FORWARDED and n.lower() not in _SET_BY_GATEWAY]
+    headers.insert(0, (spelled.get("host", "Host"), host))
     present = {name.lower() for name, _ in headers}
     if "x-forwarded-for" in present:  # API Gateway appends the caller to an existing chain
         headers = [(n, f"{v}, {source_ip}" if n.lower() == "x-forwarded-for" else v) for n, v in headers]
@@ -250,7 +259,7 @@ def api_gateway_event(
             "accountId": ACCOUNT_ID,
             "protocol": protocol,
             "stage": stage,
-            "domainPrefix": host.split(".", 1)[0].split(":", 1)[0],
+            "domainPrefix": host.split(".", 1)[0],
             "requestTimeEpoch": int(now.timestamp() * 1000),
             "requestId": request_id,
             "identity": {

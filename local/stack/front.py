@@ -8,6 +8,14 @@ The function's response (``statusCode``, ``headers``, ``multiValueHeaders``, ``b
 403 ``{"message":"Missing Authentication Token"}``; a handler error or malformed response 502
 ``{"message": "Internal server error"}``; no answer within 29 s 504.
 
+The event is what API Gateway hands a REST proxy integration, whatever the local connection looks
+like: ``Host`` and ``requestContext.domainName`` are the API's domain (``--domain``, by default
+``{api-id}.execute-api.{region}.amazonaws.com``), ``X-Forwarded-Proto/Port`` say https/443,
+``X-Forwarded-For`` ends with the caller, a fresh ``X-Amzn-Trace-Id``, no ``Content-Length`` and no
+hop-by-hop headers (local/stack/events.py). With ``--tls-cert/--tls-key`` it serves HTTPS with a
+certificate for that domain (the stack's stand-in for API Gateway's public chain), so a caller
+(the simulator playing CC-FS) must trust its CA, as CC-FS's truststore.jks must trust Amazon's.
+
 A function timeout is reported as 502 but, unlike Lambda, does not reset the sandbox (the front's
 port is the stack's callback URL and must not change).
 """
@@ -20,6 +28,7 @@ import json
 import os
 import queue
 import signal
+import ssl
 import threading
 import time
 from concurrent.futures import Future
@@ -110,8 +119,9 @@ class _Handler(BaseHTTPRequestHandler):
                 query=parse_qs(split.query, keep_blank_values=True),
                 body=body,
                 source_ip=str(self.client_address[0]),
-                host=self.headers.get("Host") or f"127.0.0.1:{self.server.server_port}",  # type: ignore[attr-defined]
+                host=cfg["domain"],
                 protocol=self.request_version,
+                api_id=cfg["api_id"],
             )
             request_id = event["requestContext"]["requestId"]
             future: Future[Any] = Future()
@@ -146,6 +156,31 @@ def _access_log(handler: _Handler, status: int, length: int, request_id: str, st
     )
 
 
+class _Server(ThreadingHTTPServer):
+    """ThreadingHTTPServer with the TLS handshake in each connection's own thread."""
+
+    daemon_threads = True
+    ssl_context: ssl.SSLContext | None = None
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        if self.ssl_context is None:
+            super().finish_request(request, client_address)
+            return
+        request.settimeout(10)
+        try:
+            conn = self.ssl_context.wrap_socket(request, server_side=True)
+        except (OSError, ssl.SSLError):
+            return  # a client that does not trust the certificate: it sees the TLS alert
+        conn.settimeout(None)
+        try:
+            super().finish_request(conn, client_address)
+        finally:
+            conn.close()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a broken connection is the client's concern; requests are in the access log
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m local.stack.front")
     p.add_argument("--function", required=True)
@@ -158,6 +193,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stage", required=True)
     p.add_argument("--path", required=True, help="resource path, e.g. /ccfs/callback")
     p.add_argument("--method", default="POST")
+    p.add_argument("--api-id", default="local0api0", help="the REST API's id")
+    p.add_argument("--domain", default="", help="default: {api-id}.execute-api.{region}.amazonaws.com")
+    p.add_argument("--tls-cert", default="", help="PEM certificate chain for --domain (HTTPS)")
+    p.add_argument("--tls-key", default="", help="PEM private key of --tls-cert")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--ready-file", required=True)
@@ -168,9 +207,21 @@ def main(argv: list[str] | None = None) -> int:
     runtime = FunctionRuntime(
         args.function, args.code, args.handler, args.layer, args.timeout, args.memory, json.loads(args.patch)
     )
-    server = ThreadingHTTPServer((args.host, args.port), _Handler)
-    server.daemon_threads = True
-    server.config = {"stage": args.stage, "path": args.path, "method": args.method.upper()}  # type: ignore[attr-defined]
+    from local.stack.cfn import REGION
+
+    domain = args.domain or f"{args.api_id}.execute-api.{REGION}.amazonaws.com"
+    server = _Server((args.host, args.port), _Handler)
+    if args.tls_cert:
+        server.ssl_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        server.ssl_context.minimum_version = ssl.TLSVersion.TLSv1_2
+        server.ssl_context.load_cert_chain(args.tls_cert, args.tls_key or None)
+    server.config = {  # type: ignore[attr-defined]
+        "stage": args.stage,
+        "path": args.path,
+        "method": args.method.upper(),
+        "domain": domain,
+        "api_id": args.api_id,
+    }
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
 
     stop = threading.Event()
@@ -178,7 +229,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     watch_parent()
     port = server.server_address[1]
-    url = f"http://{args.host}:{port}/{args.stage}{args.path}"
+    scheme = "https" if args.tls_cert else "http"
+    url = f"{scheme}://{args.host}:{port}/{args.stage}{args.path}"
+    public_url = f"https://{domain}/{args.stage}{args.path}"
     log_line(
         event="ready",
         worker="front",
@@ -187,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         init_ms=round(runtime.init_ms, 1),
         patched=runtime.patched,
     )
-    write_ready(args.ready_file, {"pid": os.getpid(), "port": port, "url": url})
+    write_ready(args.ready_file, {"pid": os.getpid(), "port": port, "url": url, "public_url": public_url})
     while not stop.is_set():
         try:
             job = _jobs.get(timeout=0.5)

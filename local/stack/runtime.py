@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from local.stack.events import LambdaContext
+from local.stack.netmap import install_from_env
 
 __all__ = ["FunctionRuntime", "InvocationTimeout", "emit", "log_line"]
 
@@ -69,6 +70,9 @@ class FunctionRuntime:
         self.timeout_s = timeout_s
         self.memory_mb = memory_mb
         module_name, _, attribute = handler.rpartition(".")
+        # The stack's host names (CC-FS, object store) -> its 127.0.0.1 ports, before the handler
+        # runs any code: the sandbox's DNS (local/stack/netmap.py), not a product setting.
+        self.hosts = install_from_env()
         root = Path.cwd()
         paths = [str((root / code_dir).resolve())] + [str((root / layer).resolve()) for layer in layers]
         for path in reversed(paths):

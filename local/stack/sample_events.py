@@ -13,7 +13,9 @@ now; the schedule event is the template's schedule Input, which EventBridge Sche
 simulator credentials and also writes ``env-vars.json`` for ``sam local invoke --env-vars``: each
 function's environment pointing at the running local stack (run ``sam local invoke`` with
 ``--docker-network host`` so that the container reaches the stack's 127.0.0.1 ports; Docker is
-needed for ``sam local``, not for ``make serve``).
+needed for ``sam local``, not for ``make serve``). CC-FS is given there by its 127.0.0.1 address:
+the stack's host names (``ccfs.sim.internal``, ``obs.sim.internal``) resolve only inside the stack's own
+processes, so recordings cannot be copied from such a container.
 """
 
 from __future__ import annotations
@@ -143,7 +145,15 @@ def env_vars(serve: dict[str, Any]) -> dict[str, dict[str, str]]:
         "AWS_SECRET_ACCESS_KEY": "testing",  # moto's fake credentials, not a secret
         "AWS_DEFAULT_REGION": "us-east-1",
     }
-    return {lid: {**env, **common} for lid, env in (serve.get("function_env") or {}).items()}
+    # The stack's host names resolve only in its own processes (STACK.md, "Names and trust"): a sam
+    # local container reaches CC-FS at the simulator's 127.0.0.1 address, which its certificate also
+    # names. Recording URLs name obs.sim.internal, which such a container cannot resolve or trust:
+    # there the recordings are retried and end FAILED, as with a wrong trust store in AWS.
+    ccfs = (serve.get("simulator") or {}).get("base_url")
+    return {
+        lid: {**env, **common, **({"CCFS_BASE_URL": ccfs} if ccfs and "CCFS_BASE_URL" in env else {})}
+        for lid, env in (serve.get("function_env") or {}).items()
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,6 +13,7 @@ the local overrides listed in :attr:`LocalStack.overrides`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from local.stack import netmap
 from local.stack.cfn import ACCOUNT_ID, REGION, CreatedResources, StackModel, TemplateError, create_data_resources
 from local.stack.procs import ROOT, Child, ChildError, spawn
 from local.stack.report import human_size
@@ -55,6 +57,11 @@ TIME_PATCHES: dict[str, Any] = {
     "exporter.recordings.LATE_RETRY_FIRST_SECONDS": 1,
     "exporter.recordings.LATE_RETRY_MAX_SECONDS": 8,
 }
+# The stack's host names (local/stack/netmap.py maps them to 127.0.0.1 ports in every process it
+# runs; see STACK.md "Names and trust"). CC-FS on a non-default port, as deployments have it.
+CCFS_HOST = "ccfs.sim.internal"
+CCFS_PORT = 28443
+OBS_HOST = "obs.sim.internal"
 _PASS_THROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "PYENV_VERSION", "PYENV_ROOT", "VIRTUAL_ENV")
 
 
@@ -104,7 +111,12 @@ class StackNames:
     queue_arns: dict[str, str] = field(default_factory=dict)
     secret_arn: str = ""
     ca_param: str = ""
-    callback_url: str = ""
+    callback_url: str = ""  # the API's public URL, as CC-FS is given it (https://{api}.execute-api...)
+    front_url: str = ""  # where the front really listens (127.0.0.1, OS-chosen port)
+    ccfs_base_url: str = ""  # CcfsBaseUrl: the simulator's CC-FS under its name
+    hosts: dict[str, str] = field(default_factory=dict)  # the stack's name service (netmap)
+    system_ca_file: str = ""  # the function processes' SSL_CERT_FILE: certifi + the object store's CA
+    api_ca_file: str = ""  # the front's CA (API Gateway's public chain locally): CC-FS's truststore
     functions: dict[str, str] = field(default_factory=dict)  # logical id -> function name
     physical: dict[str, str] = field(default_factory=dict)  # every data resource
     consumed: set[str] = field(default_factory=set)  # queues an event source mapping reads
@@ -140,6 +152,11 @@ class StackNames:
             "secret_arn": self.secret_arn,
             "ca_param": self.ca_param,
             "callback_url": self.callback_url,
+            "front_url": self.front_url,
+            "ccfs_base_url": self.ccfs_base_url,
+            "hosts": dict(self.hosts),
+            "system_ca_file": self.system_ca_file,
+            "api_ca_file": self.api_ca_file,
             "functions": dict(self.functions),
         }
 
@@ -214,6 +231,8 @@ class LocalStack:
         self._base_date: date | None = None
         self._polls = 0
         self._last_s3 = (0, 0)
+        self._api_tls: tuple[str, str] = ("", "")
+        self._parent_hosts: dict[str, str] = {}
 
     # ------------------------------------------------------------------ properties
 
@@ -304,7 +323,9 @@ class LocalStack:
         (self.run_dir / "control").mkdir(exist_ok=True)
         base_env = self._base_env()
         self._moto = spawn("moto", "local.stack.motoserver", [], env=base_env, run_dir=self.run_dir)
+        self._api_tls = self._api_certificate()
         self.sim = self._start_simulator()
+        self._network()
         self.names.endpoint_url = self._moto.wait_ready(30)["endpoint_url"]
         self._session = boto3.session.Session(region_name=REGION, **_session_credentials())
         self._create_secrets()
@@ -333,6 +354,9 @@ class LocalStack:
     def stop(self) -> None:
         """Stop everything this stack started; safe to call more than once."""
         self._stopping.set()
+        if self._parent_hosts:
+            netmap.uninstall(self._parent_hosts)
+            self._parent_hosts = {}
         if self._supervisor is not None:
             self._supervisor.join(5)
             self._supervisor = None
@@ -379,6 +403,58 @@ class LocalStack:
         )
         return env
 
+    @property
+    def api_id(self) -> str:
+        """The callback API's id, 10 characters like API Gateway's, fixed per stack name."""
+        return hashlib.sha256(self.config.stack_name.encode()).hexdigest()[:10]
+
+    @property
+    def api_domain(self) -> str:
+        return f"{self.api_id}.execute-api.{REGION}.amazonaws.com"
+
+    def _api_certificate(self) -> tuple[str, str]:
+        """A CA and a certificate for the API's domain, standing in for API Gateway's public chain
+        (Amazon Root CA): ``(cert chain, key)`` paths for the front; the CA goes to the simulator's
+        callback trust, as the CA of the callback URL goes into CC-FS's truststore.jks."""
+        import trustme
+
+        directory = self.run_dir / "tls"
+        directory.mkdir(exist_ok=True)
+        authority = trustme.CA(organization_name="Local API Gateway CA (stands in for Amazon Root CA 1)")
+        cert = authority.issue_cert(self.api_domain)
+        chain, key = directory / "api-chain.pem", directory / "api-key.pem"
+        cert.cert_chain_pems[0].write_to_path(str(chain))
+        for pem in cert.cert_chain_pems[1:]:
+            pem.write_to_path(str(chain), append=True)
+        cert.private_key_pem.write_to_path(str(key))
+        authority.cert_pem.write_to_path(str(directory / "api-ca.pem"))
+        self.names.api_ca_file = str(directory / "api-ca.pem")
+        return str(chain), str(key)
+
+    def _network(self) -> None:
+        """Names and trust as a deployment has them: CC-FS and the object store under their own
+        names and CAs; the function processes resolve them through netmap and trust the object
+        store through the "system" store (``SSL_CERT_FILE`` = certifi + its CA), CC-FS through the
+        CA bundle SSM parameter (:meth:`_create_secrets`)."""
+        import certifi
+
+        sim = self.sim
+        if sim.obs_host == OBS_HOST:
+            self.names.ccfs_base_url = f"https://{CCFS_HOST}:{CCFS_PORT}"
+            self.names.hosts = {
+                f"{CCFS_HOST}:{CCFS_PORT}": f"127.0.0.1:{sim.port}",
+                f"{OBS_HOST}:443": f"127.0.0.1:{sim.obs_port}",
+            }
+        else:  # the simulator was configured otherwise (StackConfig.simulator): use its addresses
+            self.names.ccfs_base_url = sim.base_url
+        system = self.run_dir / "tls" / "system-ca.pem"
+        system.parent.mkdir(exist_ok=True)
+        bundle = Path(certifi.where()).read_text(encoding="utf-8")
+        if sim.obs_ca_bundle:  # its own CA; CC-FS's only when configured to share CC-FS's server
+            bundle += "\n" + Path(sim.obs_ca_bundle).read_text(encoding="utf-8")
+        system.write_text(bundle, encoding="utf-8")
+        self.names.system_ca_file = str(system)
+
     def _start_simulator(self) -> Any:
         from local.ccfs_simulator import PROFILES, Simulator, SimulatorConfig, TenantSpec
 
@@ -399,7 +475,14 @@ class LocalStack:
             base_date=self.base_date,
             days=cfg.days,
             faults=faults,
-            **cfg.simulator,
+            **{
+                "ccfs_name": CCFS_HOST,
+                "obs_name": OBS_HOST,
+                "obs_url_port": 443,
+                # CC-FS's truststore.jks holding the callback URL's chain (aicc.ssl.trustAll=false)
+                "callback_verify": self.names.api_ca_file,
+                **cfg.simulator,
+            },
         )
         return Simulator(sim_config).start()
 
@@ -420,7 +503,7 @@ class LocalStack:
     def _parameters(self) -> dict[str, Any]:
         cfg = self.config
         values: dict[str, Any] = {
-            "CcfsBaseUrl": self.sim.base_url,
+            "CcfsBaseUrl": self.names.ccfs_base_url,
             "CcfsSecretArn": self.names.secret_arn,
             "CcfsCaBundleParameter": self.names.ca_param,
             "TenantAccountIds": ",".join(self.tenants),
@@ -428,7 +511,9 @@ class LocalStack:
             "ScheduleEnabled": "true" if cfg.schedule else "false",
             "ExportStartTime": f"{self.base_date:%Y-%m-%d}T00:00:00" if cfg.schedule else "",
             "CallbackTimeoutMinutes": cfg.callback_timeout_minutes,
-            "RecordingUrlHostSuffixes": f"{self.sim.obs_host}:{self.sim.port}",
+            "RecordingUrlHostSuffixes": (
+                self.sim.obs_host if self.names.hosts else f"{self.sim.obs_host}:{self.sim.obs_port}"
+            ),
             # required (no default): the callback's only caller here is the simulator on 127.0.0.1
             "CallbackSourceCidrs": "127.0.0.1/32",
         }
@@ -467,7 +552,13 @@ class LocalStack:
             if self.config.max_concurrency
             else "as the template",
             "CC-FS callback retry": f"{self.config.callback_retry_interval:g} s (CC-FS: 10 min)",
-            "CALLBACK_URL": "the local API front",
+            "CALLBACK_URL": "the local API front (set when it starts)",
+            "DNS and CA store": (
+                "ccfs.sim.internal, obs.sim.internal and the API's execute-api name resolve to 127.0.0.1 ports "
+                "(netmap); SSL_CERT_FILE = certifi + the object store's CA"
+                if self.names.hosts
+                else "the simulator's own addresses (StackConfig.simulator); SSL_CERT_FILE = certifi + its CA"
+            ),
             "POWERTOOLS_TRACE_DISABLED": "true (no X-Ray daemon locally)",
         }
         for target, value in self.config.patches.items():
@@ -546,7 +637,14 @@ class LocalStack:
     def _worker_env(self, base_env: Mapping[str, str], logical_id: str, name: str) -> dict[str, str]:
         tmp = self.run_dir / "tmp" / name
         tmp.mkdir(parents=True, exist_ok=True)
-        env = {**base_env, "AWS_ENDPOINT_URL": self.names.endpoint_url, "TMPDIR": str(tmp)}
+        env = {
+            **base_env,
+            "AWS_ENDPOINT_URL": self.names.endpoint_url,
+            "TMPDIR": str(tmp),
+            # the sandbox's "system": its CA store and its DNS (STACK.md, "Names and trust")
+            "SSL_CERT_FILE": self.names.system_ca_file,
+            netmap.ENV: json.dumps(self.names.hosts),
+        }
         env.update(self.function_env(logical_id))
         return env
 
@@ -563,13 +661,26 @@ class LocalStack:
             route.path,
             "--method",
             route.method,
+            "--api-id",
+            self.api_id,
+            "--tls-cert",
+            self._api_tls[0],
+            "--tls-key",
+            self._api_tls[1],
         ]
         env = self._worker_env(base_env, route.function, "front")
         spec = _WorkerSpec("front", "local.stack.front", args, env)
         spec.child = spawn("front", "local.stack.front", args, env=env, run_dir=self.run_dir)
         self._workers["front"] = spec
         ready = spec.child.wait_ready(60)
-        self.names.callback_url = ready["url"]
+        self.names.front_url = ready["url"]
+        self.names.callback_url = ready["public_url"]
+        self.overrides["CALLBACK_URL"] = f"{self.names.callback_url}, served by the local API front at {ready['url']}"
+        # the API's name resolves to the front: for the simulator's callbacks (this process) and
+        # for the function processes started from here on
+        self.names.hosts[f"{self.api_domain}:443"] = f"127.0.0.1:{ready['port']}"
+        self._parent_hosts = {f"{self.api_domain}:443": f"127.0.0.1:{ready['port']}"}
+        netmap.install(self._parent_hosts)
         # keep the port on restarts: it is the callback URL CC-FS was given
         spec.args += ["--port", str(ready["port"])]
 

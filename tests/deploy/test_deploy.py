@@ -502,6 +502,7 @@ ONLY_FOR = {
     "CALLBACK_URL": "RequestExportFunction",
     "RECORDING_DLQ_URL": "DownloadFunction",
     "RECORDING_GRACE_HOURS": "DownloadFunction",
+    "RECORDING_CA_BUNDLE_PARAM": "DownloadFunction",
 }
 # Set by the template, read by the runtime or a library rather than our code.
 RUNTIME_ENV = {

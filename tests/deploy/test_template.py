@@ -109,6 +109,7 @@ SCENARIOS = {
         "KmsKeyArn": "arn:aws:kms:ap-southeast-1:111122223333:key/0b1c2d3e-aaaa-bbbb-cccc-111122223333",
         "AlarmEmail": "ops@example.com",
         "CcfsCaBundleParameter": "/aicc-export/ccfs-ca",
+        "RecordingCaBundleParameter": "/aicc-export/lss-ca",
         "ScheduleEnabled": "true",
         "ApiAccessLogging": "true",
         "CallbackWafRateLimit": "100",

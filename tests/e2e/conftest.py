@@ -142,7 +142,7 @@ def run_stack() -> Iterator[Any]:
     yield _start
     for stack in started:
         pids = [c.pid for c in stack.children()]
-        ports = [stack.sim.port, int(stack.endpoint_url.rsplit(":", 1)[1])]
+        ports = [stack.sim.port, stack.sim.obs_port, int(stack.endpoint_url.rsplit(":", 1)[1])]
         stack.stop()
         assert not any(pid_alive(p) for p in pids), "a child process outlived stop()"
         assert not any(port_open(p) for p in ports), "a port is still open after stop()"

@@ -6,10 +6,12 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
+import ssl
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -174,9 +176,8 @@ def test_moto_keeps_dynamodb_writes_atomic_under_concurrent_transactions(moto_se
 # ---------------------------------------------------------------------------- API front
 
 
-@pytest.fixture
-def front(tmp_path: Path):
-    child = spawn(
+def _spawn_front(run_dir: Path, *extra: str) -> Any:
+    return spawn(
         "front",
         "local.stack.front",
         [
@@ -192,10 +193,16 @@ def front(tmp_path: Path):
             "/ccfs/callback",
             "--method",
             "POST",
+            *extra,
         ],
         env=child_env(),
-        run_dir=tmp_path,
+        run_dir=run_dir,
     )
+
+
+@pytest.fixture
+def front(tmp_path: Path):
+    child = _spawn_front(tmp_path)
     try:
         yield child.wait_ready(30)
     finally:
@@ -224,7 +231,16 @@ def test_front_builds_rest_proxy_events(front):
     assert event["body"] == body.decode()
     assert event["isBase64Encoded"] is False
     assert event["headers"]["Content-Type"] == "application/json;charset=UTF-8"
-    assert event["headers"]["Host"] == f"127.0.0.1:{port}"
+    # API Gateway as it is: Host is the API's domain, whatever the connection was; https on 443;
+    # the caller in X-Forwarded-For; a trace id; no Content-Length and no hop-by-hop headers
+    domain = "local0api0.execute-api.us-east-1.amazonaws.com"
+    assert front["public_url"] == f"https://{domain}/v1/ccfs/callback"
+    assert event["headers"]["Host"] == domain and event["multiValueHeaders"]["Host"] == [domain]
+    assert event["headers"]["X-Forwarded-Proto"] == "https" and event["headers"]["X-Forwarded-Port"] == "443"
+    assert event["headers"]["X-Forwarded-For"] == "127.0.0.1"
+    assert event["headers"]["X-Amzn-Trace-Id"].startswith("Root=1-")
+    assert not {"content-length", "connection"} & {n.lower() for n in event["multiValueHeaders"]}
+    assert event["requestContext"]["domainName"] == domain and event["requestContext"]["apiId"] == "local0api0"
     assert event["multiValueHeaders"]["X-Dup"] == ["one", "two"]
     assert event["headers"]["X-Dup"] == "two"
     assert event["queryStringParameters"] == {"a": "2", "b": ""}
@@ -237,6 +253,44 @@ def test_front_builds_rest_proxy_events(front):
     assert ctx["identity"]["sourceIp"] == "127.0.0.1"
     assert ctx["requestId"] and ctx["accountId"] and ctx["requestTimeEpoch"] > 0
     assert event["pathParameters"] is None and event["stageVariables"] is None
+
+
+def test_front_serves_https_under_the_api_name_to_callers_trusting_its_ca(tmp_path):
+    """With a certificate, the front is reached as API Gateway is: by its execute-api name (mapped to
+    its port by the stack's netmap), over TLS with a chain the caller must trust (CC-FS's
+    truststore.jks); a caller without that CA fails the handshake."""
+    import trustme
+
+    from local.stack import netmap
+
+    domain = "abc123defg.execute-api.us-east-1.amazonaws.com"
+    ca = trustme.CA()
+    cert = ca.issue_cert(domain)
+    chain, key, ca_file = tmp_path / "chain.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
+    cert.cert_chain_pems[0].write_to_path(str(chain))
+    cert.private_key_pem.write_to_path(str(key))
+    ca.cert_pem.write_to_path(str(ca_file))
+    child = _spawn_front(tmp_path, "--api-id", "abc123defg", "--tls-cert", str(chain), "--tls-key", str(key))
+    mapping = {}
+    try:
+        ready = child.wait_ready(30)
+        assert ready["url"].startswith("https://127.0.0.1:")
+        mapping = {f"{domain}:443": f"127.0.0.1:{ready['port']}"}
+        netmap.install(mapping)
+        url = f"https://{domain}/v1/ccfs/callback"
+        assert ready["public_url"] == url
+        with httpx.Client(verify=ssl.create_default_context(cafile=str(ca_file))) as trusting:
+            event = trusting.post(url, content=b"{}").json()["event"]
+        assert event["headers"]["Host"] == domain
+        assert event["requestContext"]["path"] == "/v1/ccfs/callback"
+        with httpx.Client() as public_only, pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            public_only.post(url, content=b"{}")
+        with httpx.Client(verify=ssl.create_default_context(cafile=str(ca_file))) as trusting:
+            assert trusting.post(url, content=b"{}").status_code == 200  # still serving
+    finally:
+        if mapping:
+            netmap.uninstall(mapping)
+        child.stop()
 
 
 def test_front_binary_bodies_and_api_gateway_errors(front):
@@ -454,7 +508,7 @@ def test_stop_leaves_no_process_port_or_directory(tmp_path):
         pids = [c.pid for c in children]
         ports = [
             int(stack.endpoint_url.rsplit(":", 1)[1]),
-            int(stack.names.callback_url.split(":")[2].split("/")[0]),
+            int(stack.names.front_url.split(":")[2].split("/")[0]),
             stack.sim.port,
         ]
         run_dir = stack.run_dir
@@ -479,6 +533,7 @@ def test_stop_leaves_no_process_port_or_directory(tmp_path):
 _PARENT = """
 import json, sys, time
 from pathlib import Path
+from typing import Any
 from local.stack.stack import LocalStack, StackConfig
 stack = LocalStack(StackConfig(template=Path(sys.argv[1]), tenants=1, calls=5, max_concurrency=2, schedule=False))
 stack.start()
@@ -546,7 +601,7 @@ def test_serve_prints_one_json_line_and_stops_cleanly_on_sigterm(tmp_path):
         assert download_env["JOBS_TABLE"] == info["jobs_table"] and download_env["EXPORT_BUCKET"] == info["bucket"]
         assert "LAMBDA_TASK_ROOT" not in download_env
         run_dir = str(Path(info["logs"]).parent)
-        ports = [int(info["endpoint_url"].rsplit(":", 1)[1]), int(info["callback_url"].split(":")[2].split("/")[0])]
+        ports = [int(info["endpoint_url"].rsplit(":", 1)[1]), int(info["front_url"].split(":")[2].split("/")[0])]
         assert all(port_open(p) for p in ports)
         assert len(processes_mentioning(run_dir)) >= 5
     finally:

@@ -162,3 +162,67 @@ def test_sample_events_are_made_fresh_and_the_callback_verifies_now(tmp_path):
     }
     fresh = json.loads((tmp_path / "out" / "callback_api.json").read_text())
     assert fresh["headers"]["Authorization"].startswith("auth-v2/sim-ak/")
+
+
+def test_netmap_maps_only_its_names_and_ports_and_uninstalls_cleanly():
+    """The local stack's name service: ``name:port`` → the 127.0.0.1 port a server really has; any
+    other name or port resolves as before (here: not at all), and uninstall restores the resolver."""
+    import socket
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import httpx
+
+    from local.stack import netmap
+
+    class Hello(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hello)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    mapping = {"svc.sim.internal:80": f"127.0.0.1:{server.server_address[1]}"}
+    original = socket.getaddrinfo
+    try:
+        netmap.install(mapping)
+        assert httpx.get("http://svc.sim.internal/").text == "ok"
+        assert httpx.get("http://SVC.sim.internal./").text == "ok"  # DNS names are case-insensitive
+        with pytest.raises(socket.gaierror):
+            socket.getaddrinfo("svc.sim.internal", 8080)  # another port is not mapped
+        with pytest.raises(socket.gaierror):
+            socket.getaddrinfo("other.sim.internal", 80)
+        assert socket.getaddrinfo("127.0.0.1", 1)[0][4] == ("127.0.0.1", 1)
+        with pytest.raises(ValueError, match="is not host:port"):
+            netmap.install({"no-port.sim.internal": "127.0.0.1:1"})
+    finally:
+        netmap.uninstall(mapping)
+        server.shutdown()
+        server.server_close()
+    assert socket.getaddrinfo is original and netmap.mapped() == {}
+
+
+def test_sam_local_env_vars_reach_ccfs_by_address_not_by_the_stacks_names():
+    """A ``sam local invoke`` container does not have the stack's name service: its env-vars file
+    gives CC-FS's 127.0.0.1 address (its certificate names it too), everything else unchanged."""
+    from local.stack.sample_events import env_vars
+
+    serve = {
+        "endpoint_url": "http://127.0.0.1:5000",
+        "simulator": {"base_url": "https://127.0.0.1:4443"},
+        "function_env": {
+            "DownloadFunction": {"CCFS_BASE_URL": "https://ccfs.sim.internal:28443", "JOBS_TABLE": "t"},
+            "Other": {"JOBS_TABLE": "t"},
+        },
+    }
+    env = env_vars(serve)
+    assert env["DownloadFunction"]["CCFS_BASE_URL"] == "https://127.0.0.1:4443"
+    download = env["DownloadFunction"]
+    assert download["JOBS_TABLE"] == "t" and download["AWS_ENDPOINT_URL"] == "http://127.0.0.1:5000"
+    assert "CCFS_BASE_URL" not in env["Other"]

@@ -189,6 +189,9 @@ def pipeline_factory(
         sm, ssm = boto3.client("secretsmanager"), boto3.client("ssm")
         sm.put_secret_value(SecretId=aws.secret_arn, SecretString=json.dumps({"ak": sim.ak, "sk": sim.sk}))
         ssm.put_parameter(Name="/aicc/ccfs-ca", Value=Path(sim.ca_bundle).read_text(), Type="String")
+        # The simulator's object store (here on CC-FS's own server, with its CA) is trusted as an LSS
+        # with a private CA would be: a bundle of its own, not the CC-FS one.
+        ssm.put_parameter(Name="/aicc/obs-ca", Value=Path(sim.obs_ca_bundle).read_text(), Type="String")
         receiver = CallbackReceiver(load_handler("callback")).__enter__()
         receivers.append(receiver)
         settings = {
@@ -199,7 +202,8 @@ def pipeline_factory(
             "WINDOW_MINUTES": "1440",
             "EXPORT_START_TIME": f"{day.isoformat()}T00:00:00",
             "CALLBACK_URL": receiver.url,
-            "RECORDING_URL_HOST_SUFFIXES": f"{sim.obs_host}:{sim.port}",
+            "RECORDING_URL_HOST_SUFFIXES": f"{sim.obs_host}:{sim.obs_port}",
+            "RECORDING_CA_BUNDLE_PARAM": "/aicc/obs-ca",
             **env,
         }
         for key, value in settings.items():

@@ -179,6 +179,7 @@ def download_with(fake: FakeCcfs, monkeypatch: pytest.MonkeyPatch) -> Any:
     fast_clients(monkeypatch)
     module = load_handler("download")
     monkeypatch.setattr(module, "ccfs_client", lambda settings, tenant: fake)
+    monkeypatch.setattr(module, "recording_http", lambda settings: fake.http)
     return module
 
 
@@ -653,7 +654,7 @@ def test_copy_finishing_after_its_dead_letter_was_settled_turns_failed_into_done
     assert len(json.loads(read(aws, f"manifests/{RID}.json"))["failures"]) == 1
 
     copier = recordings.RecordingCopier(
-        ccfs=fake, s3=s3(), progress=progress(aws), bucket=aws.bucket, allowed_hosts=[OBS]
+        ccfs=fake, s3=s3(), progress=progress(aws), bucket=aws.bucket, allowed_hosts=[OBS], http=fake.http
     )
     message = recordings.RecordingMessage.model_validate(body)
     original = copier.progress.get_recording

@@ -66,6 +66,7 @@ def download(aws: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
 
     def use(fake: Any) -> Any:
         monkeypatch.setattr(module, "ccfs_client", lambda settings, tenant: fake)
+        monkeypatch.setattr(module, "recording_http", lambda settings: fake.http)
         return fake
 
     module.use = use

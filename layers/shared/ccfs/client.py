@@ -269,7 +269,8 @@ class CcfsClient:
 
     @property
     def http(self) -> httpx.Client:
-        """The underlying httpx.Client (TLS settings, pool, timeouts), e.g. for pre-signed GETs.
+        """The underlying httpx.Client (TLS settings, pool, timeouts). It trusts CC-FS's CA only when
+        ``ca_bundle`` is set: not for pre-signed object-storage URLs (OBS/LSS have their own trust).
 
         It carries no default Authorization header: signing is per request.
         """

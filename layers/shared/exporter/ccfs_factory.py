@@ -1,8 +1,15 @@
-"""Build the CC-FS clients and the callback's secret lookup from Secrets Manager / SSM.
+"""Build the CC-FS clients, the recording HTTP client and the callback's secret lookup from Secrets
+Manager / SSM.
 
 The ak/sk live only in Secrets Manager: one secret, ``{"ak": ..., "sk": ...}`` for one developer
-account or a per-tenant map (``exporter.tenants``); the optional CA bundle in
-an SSM parameter. Both are read through Powertools Parameters, which caches them (``max_age``) so a
+account or a per-tenant map (``exporter.tenants``); the optional CA bundles in SSM parameters.
+
+Two trust stores, never one: CC-FS often has a private CA (``CCFS_CA_BUNDLE_PARAM``: the CC-FS
+client then trusts that CA only), while the pre-signed recording URLs it hands out point at object
+storage — public OBS (a public CA, in the system trust store) or on-premises LSS (maybe a private CA
+of its own, ``RECORDING_CA_BUNDLE_PARAM``, trusted in addition to the system store). Fetching the
+recordings through the CC-FS client would fail TLS on every recording as soon as a private CC-FS CA
+is configured. Both are read through Powertools Parameters, which caches them (``max_age``) so a
 warm function does not call Secrets Manager per request but still picks up a rotation.
 """
 
@@ -25,7 +32,9 @@ from exporter.aws import client, logger, metrics
 from exporter.config import ConfigError, Settings
 from exporter.tenants import TenantKeys, parse_secret, resolve_tenants
 
-if TYPE_CHECKING:  # imported lazily: the callback only needs secret_for, not the HTTP client
+if TYPE_CHECKING:  # imported lazily: the callback only needs secret_for, not the HTTP clients
+    import httpx
+
     from ccfs.client import CcfsClient
 
 __all__ = [
@@ -34,6 +43,7 @@ __all__ = [
     "close_clients",
     "count_unknown_code",
     "credentials",
+    "recording_http",
     "secret_for",
     "tenant_keys",
     "tenant_zone",
@@ -45,6 +55,8 @@ CA_MAX_AGE = 3600
 _clients: dict[str, tuple[tuple[str, str, str, str | None], CcfsClient]] = {}
 """tenant -> (what the client was built from, the client)."""
 _clients_lock = threading.Lock()
+_recording_http: tuple[str | None, httpx.Client] | None = None
+_recording_lock = threading.Lock()
 
 
 @cache
@@ -69,9 +81,15 @@ def _ssm() -> SSMProvider:
 
 
 def clear_caches() -> None:
-    """Forget the cached secret and CA bundle values (tests; a rotation is picked up by max_age)."""
+    """Forget the cached secret and CA bundle values and the recording HTTP client (tests; a
+    rotation is picked up by max_age)."""
+    global _recording_http
     _secrets.cache_clear()
     _ssm.cache_clear()
+    with _recording_lock:
+        if _recording_http is not None:
+            _recording_http[1].close()
+        _recording_http = None
 
 
 def tenant_keys(settings: Settings) -> TenantKeys:
@@ -106,19 +124,25 @@ def secret_for(settings: Settings) -> Callable[[str], str | None]:
     return tenant_keys(settings).sk_for
 
 
-def _ca_bundle_path(settings: Settings) -> str | None:
-    if not settings.ccfs_ca_bundle_param:
-        return None
-    pem = _ssm().get(settings.ccfs_ca_bundle_param, max_age=CA_MAX_AGE)
+def _pem_file(param: str, prefix: str) -> str:
+    """The PEM bundle held by SSM parameter ``param``, written once to a file named after its digest
+    (an SSLContext loads CAs from a file)."""
+    pem = _ssm().get(param, max_age=CA_MAX_AGE)
     if not isinstance(pem, str) or "BEGIN CERTIFICATE" not in pem:
-        raise ConfigError(f"SSM parameter {settings.ccfs_ca_bundle_param} does not hold a PEM CA bundle")
+        raise ConfigError(f"SSM parameter {param} does not hold a PEM CA bundle")
     digest = hashlib.sha256(pem.encode()).hexdigest()[:16]
-    path = os.path.join(tempfile.gettempdir(), f"ccfs-ca-{digest}.pem")
+    path = os.path.join(tempfile.gettempdir(), f"{prefix}-{digest}.pem")
     if not os.path.exists(path):
         with tempfile.NamedTemporaryFile("w", dir=tempfile.gettempdir(), delete=False) as tmp:
             tmp.write(pem)
         os.replace(tmp.name, path)
     return path
+
+
+def _ca_bundle_path(settings: Settings) -> str | None:
+    if not settings.ccfs_ca_bundle_param:
+        return None
+    return _pem_file(settings.ccfs_ca_bundle_param, "ccfs-ca")
 
 
 def count_unknown_code(operation: str, code: str) -> None:
@@ -164,3 +188,34 @@ def close_clients() -> None:
         for _, built in _clients.values():
             built.close()
         _clients.clear()
+
+
+def recording_http(settings: Settings) -> httpx.Client:
+    """The process-wide client for pre-signed recording URLs (OBS/LSS), never for CC-FS calls.
+
+    Trust: the system store — what httpx trusts by default: ``SSL_CERT_FILE``/``SSL_CERT_DIR`` when
+    set, else certifi (which holds the public CAs OBS uses) — plus the PEM bundle in
+    ``RECORDING_CA_BUNDLE_PARAM`` when set (an LSS with a private CA). The CC-FS CA bundle is not
+    trusted here. Rebuilt when that bundle changes. No redirects: a pre-signed URL is fetched as is.
+    """
+    global _recording_http
+    import httpx
+
+    param = settings.recording_ca_bundle_param
+    extra = _pem_file(param, "recording-ca") if param else None
+    with _recording_lock:
+        if _recording_http is not None and _recording_http[0] == extra:
+            return _recording_http[1]
+        context = httpx.create_ssl_context(verify=True, trust_env=True)
+        if extra is not None:
+            context.load_verify_locations(cafile=extra)
+        http = httpx.Client(
+            verify=context,
+            timeout=httpx.Timeout(settings.ccfs_read_timeout, connect=settings.ccfs_connect_timeout),
+            limits=httpx.Limits(max_connections=20, max_keepalive_connections=20),
+            follow_redirects=False,
+        )
+        if _recording_http is not None:
+            _recording_http[1].close()
+        _recording_http = (extra, http)
+        return http

@@ -45,6 +45,7 @@ _ENV = {
     "CCFS_BASE_URL": "ccfs_base_url",
     "CCFS_SECRET_ARN": "ccfs_secret_arn",
     "CCFS_CA_BUNDLE_PARAM": "ccfs_ca_bundle_param",
+    "RECORDING_CA_BUNDLE_PARAM": "recording_ca_bundle_param",
     "CCFS_CONNECT_TIMEOUT": "ccfs_connect_timeout",
     "CCFS_READ_TIMEOUT": "ccfs_read_timeout",
     "TENANT_ACCOUNT_IDS": "tenant_account_ids",
@@ -78,6 +79,9 @@ class Settings(BaseModel):
     ccfs_base_url: str = Field(pattern=r"^https?://\S+$")
     ccfs_secret_arn: str = Field(min_length=1)
     ccfs_ca_bundle_param: str = ""
+    recording_ca_bundle_param: str = ""
+    """SSM parameter with a PEM bundle trusted for pre-signed recording URLs (on-premises LSS) in
+    addition to the system trust store; never used for CC-FS calls (``ccfs_ca_bundle_param``)."""
     ccfs_connect_timeout: float = 5.0
     ccfs_read_timeout: float = 60.0
     tenant_account_ids: CsvList = Field(default_factory=list)

@@ -33,6 +33,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 import json
+import ssl
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -114,10 +115,9 @@ class RecordingNotYetAvailable(Exception):
 
 
 class RecordingSource(Protocol):
-    """The part of :class:`ccfs.client.CcfsClient` this step uses."""
-
-    @property
-    def http(self) -> httpx.Client: ...
+    """The part of :class:`ccfs.client.CcfsClient` this step uses: CC-FS operations only. The
+    pre-signed URLs are fetched with the copier's own ``http`` client, whose trust store is object
+    storage's, not CC-FS's (``exporter.ccfs_factory.recording_http``)."""
 
     def get_record_file_urls(
         self, call_id: str, begin: datetime, end: datetime, *, version: str | None = "2.0"
@@ -374,6 +374,19 @@ def _unidentifiable(urls: list[str], message: RecordingMessage) -> str:
 # ---------------------------------------------------------------------------- the copier
 
 
+def _certificate_rejected(exc: BaseException) -> bool:
+    """Whether an httpx error is the server's certificate failing verification (a trust setting to
+    fix, said so in the reason) rather than a network fault."""
+    seen: BaseException | None = exc
+    for _ in range(5):  # httpx -> httpcore -> ssl: a short, bounded chain
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 @dataclass(frozen=True)
 class _Published:
     key: str
@@ -384,13 +397,15 @@ class _Published:
 
 @dataclass
 class RecordingCopier:
-    """Copies one recording per :meth:`process` call. Boto3 clients and the CC-FS client are injected."""
+    """Copies one recording per :meth:`process` call. Boto3 clients, the CC-FS client and the HTTP
+    client for pre-signed URLs (``http``: object storage's trust store, never CC-FS's) are injected."""
 
     ccfs: RecordingSource
     s3: Any
     progress: Progress
     bucket: str
     allowed_hosts: list[str]
+    http: httpx.Client
     transfer_config: TransferConfig | None = None  # None: the module's TRANSFER_CONFIG (+ copy settings)
     tmp_dir: str | None = None
     clock: Any = None
@@ -561,10 +576,16 @@ class RecordingCopier:
     def _fetch(self, url: httpx.URL, message: RecordingMessage, key: str) -> _Published | str:
         """GET the pre-signed URL and publish it; ``"expired"`` on 403, ``"missing"`` on 404."""
         shown = redact_url(str(url))
-        http = self.ccfs.http
+        http = self.http
         try:
             response = http.send(http.build_request("GET", url), stream=True, follow_redirects=False)
         except httpx.HTTPError as exc:
+            if _certificate_rejected(exc):
+                raise TransientRecordingError(
+                    f"GET {shown}: TLS certificate verification failed; the object store's CA must be in the "
+                    "system trust store (public OBS) or in RecordingCaBundleParameter (LSS), not only in the "
+                    "CC-FS CA bundle"
+                ) from None
             raise TransientRecordingError(f"GET {shown}: {type(exc).__name__}") from None
         try:
             status = response.status_code
