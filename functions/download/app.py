@@ -14,8 +14,9 @@ Thin: routing, idempotency and batch reporting here; the work is in ``exporter.b
   reported the same way, not raised: one transient failure is SQS's to retry, not a function error
   for the Errors alarm (failures that last end in the DLQ, which is alarmed).
 - A batch of recordings is processed on up to ``RECORDING_CONCURRENCY`` threads (template.yaml sets
-  it; unset = one at a time) by ``exporter.batching.ConcurrentBatchProcessor``. Bills are never run
-  in parallel.
+  it from ``RecordingThreads``; unset = one at a time) by ``exporter.batching.ConcurrentBatchProcessor``.
+  Bills are never run in parallel. Each thread holds at most one CC-FS request at a time: the
+  template's bound on connections to CC-FS counts on both.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ construction (issue 12 §1).
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import json
@@ -229,6 +230,11 @@ class Simulator:
         self._first_asked: dict[tuple[str, str], float] = {}  # late recording -> when first asked for
         self._sha: dict[tuple[str, int], str] = {}
         self._obs = ObsSigner(secrets.token_bytes(32), "SIMOBS" + secrets.token_hex(7).upper())
+        self._in_flight: Counter[str] = Counter()  # "ccfs" / "obs": requests being served now
+        self._peak: Counter[str] = Counter()  # their highest value since start or the last reset
+        self._released = threading.Event()  # cleared by hold_ccfs(): CC-FS operations wait
+        self._released.set()
+        self._hold_timeout = 30.0
         self._server: SimServer | None = None
         self._serve_thread: threading.Thread | None = None
         self._obs_server: SimServer | None = None
@@ -376,6 +382,59 @@ class Simulator:
             self._counters.clear()
             self._counter_cond.notify_all()
 
+    def concurrency(self) -> dict[str, int]:
+        """How many requests are being served right now and the most at once since start or the
+        last reset: ``ccfs_in_flight`` / ``ccfs_peak`` (CC-FS operations, from the request line
+        to the last byte of the reply), ``obs_in_flight`` / ``obs_peak`` (object-storage GETs of
+        pre-signed URLs), ``connections_open`` / ``connections_peak`` (TCP connections to this
+        server, idle keep-alive ones included)."""
+        with self._counter_cond:
+            values = {
+                "ccfs_in_flight": self._in_flight["ccfs"],
+                "ccfs_peak": self._peak["ccfs"],
+                "obs_in_flight": self._in_flight["obs"],
+                "obs_peak": self._peak["obs"],
+            }
+        server = self._server
+        open_now, peak = server.connection_counts() if server is not None else (0, 0)
+        return {**values, "connections_open": open_now, "connections_peak": peak}
+
+    def reset_concurrency(self) -> None:
+        """Peaks back to what is in flight (open) right now."""
+        with self._counter_cond:
+            self._peak = Counter(self._in_flight)
+        if self._server is not None:
+            self._server.reset_connection_peak()
+
+    def wait_in_flight(self, kind: str, at_least: int, timeout: float = 10.0) -> bool:
+        """Block until ``at_least`` requests of ``kind`` (``"ccfs"``, ``"obs"``) are in flight."""
+        with self._counter_cond:
+            return self._counter_cond.wait_for(lambda: self._in_flight[kind] >= at_least, timeout)
+
+    @contextlib.contextmanager
+    def hold_ccfs(self, timeout: float = 30.0) -> Iterator[None]:
+        """While in the block, every CC-FS operation waits (counted in flight) before it is
+        answered, at most ``timeout`` seconds: tests line up concurrent requests without timing."""
+        self._hold_timeout = timeout
+        self._released.clear()
+        try:
+            yield
+        finally:
+            self._released.set()
+
+    @contextlib.contextmanager
+    def _serving(self, kind: str) -> Iterator[None]:
+        with self._counter_cond:
+            self._in_flight[kind] += 1
+            self._peak[kind] = max(self._peak[kind], self._in_flight[kind])
+            self._counter_cond.notify_all()
+        try:
+            yield
+        finally:
+            with self._counter_cond:
+                self._in_flight[kind] -= 1
+                self._counter_cond.notify_all()
+
     def wait_for(self, name: str, at_least: int = 1, timeout: float = 10.0) -> bool:
         """Block until counter ``name`` reaches ``at_least`` (True) or ``timeout`` passes (False)."""
         with self._counter_cond:
@@ -498,9 +557,13 @@ class Simulator:
         if not ex.read_body():  # also for GET: keeps a keep-alive connection in step
             return
         if ex.path.startswith(CCFS_PREFIX):
-            self._ccfs(ex, ex.path[len(CCFS_PREFIX) :])
+            with self._serving("ccfs"):
+                if not self._released.is_set():
+                    self._released.wait(self._hold_timeout)
+                self._ccfs(ex, ex.path[len(CCFS_PREFIX) :])
         elif ex.path.startswith(OBS_PREFIX) and self._obs_server is None:
-            self._obs_get(ex)
+            with self._serving("obs"):
+                self._obs_get(ex)
         elif ex.path == ADMIN_PREFIX or ex.path.startswith(ADMIN_PREFIX + "/"):
             self._admin(ex)
         else:
@@ -514,7 +577,8 @@ class Simulator:
         if not ex.read_body():
             return
         if ex.path.startswith(OBS_PREFIX):
-            self._obs_get(ex)
+            with self._serving("obs"):
+                self._obs_get(ex)
         else:
             error = error_xml("NoSuchBucket", "The specified bucket does not exist.", secrets.token_hex(8).upper())
             ex.send(404, error, "application/xml")
@@ -894,11 +958,14 @@ class Simulator:
                     raise ValueError("faults must be a JSON object")
                 self.set_faults(**changes)
                 ex.send_json(200, self._faults.to_json())
+            elif route == ("GET", "/concurrency"):
+                ex.send_json(200, self.concurrency())
             elif route == ("POST", "/reset"):
                 with self._lock:
                     self._faults = self._initial_faults
                     self._reset_fault_streams()
                 self.reset_counters()
+                self.reset_concurrency()
                 ex.send_json(200, {"reset": True})
             elif route == ("GET", "/truth"):
                 truth = self.truth(

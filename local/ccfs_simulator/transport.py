@@ -226,6 +226,8 @@ class SimServer(ThreadingHTTPServer):
         self.ssl_context = ssl_context
         self._track = threading.Lock()
         self._connections: set[socket.socket] = set()
+        self._open = 0  # connections accepted and not yet closed
+        self._peak = 0  # the most open at once since start or reset_connection_peak()
         self._workers: set[threading.Thread] = set()
         self._closing = False
         super().__init__(address, _Handler)
@@ -240,7 +242,18 @@ class SimServer(ThreadingHTTPServer):
                 return
             self._workers.add(worker)
             self._connections.add(request)
+            self._open += 1
+            self._peak = max(self._peak, self._open)
         worker.start()
+
+    def connection_counts(self) -> tuple[int, int]:
+        """(open now, the most open at once)."""
+        with self._track:
+            return self._open, self._peak
+
+    def reset_connection_peak(self) -> None:
+        with self._track:
+            self._peak = self._open
 
     def _serve_connection(self, request: socket.socket, client_address: Any) -> None:
         conn: socket.socket = request
@@ -266,6 +279,7 @@ class SimServer(ThreadingHTTPServer):
                 self._connections.discard(conn)
                 self._connections.discard(request)
                 self._workers.discard(threading.current_thread())
+                self._open -= 1
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.debug("error serving %s", client_address, exc_info=True)

@@ -43,7 +43,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=1, help="synthetic data seed")
     p.add_argument("--tick", type=float, default=2.0, help="schedule period in seconds (default 2)")
     p.add_argument("--visibility-timeout", type=int, default=5, help="local queue visibility timeout (s)")
-    p.add_argument("--concurrency", type=int, default=4, help="cap on MaximumConcurrency per queue (default 4)")
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="cap on MaximumConcurrency per queue (default: none, the template's values)",
+    )
     p.add_argument("--callback-timeout-minutes", type=int, default=1, help="CallbackTimeoutMinutes (default 1)")
     p.add_argument("--window-minutes", type=int, default=None, help="WindowMinutes (default: the template's)")
     p.add_argument("--template", type=Path, default=None, help="template.yaml to run (default: the project's)")

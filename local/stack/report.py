@@ -158,6 +158,11 @@ def print_summary(stack: Any, progress: Any, verdict: Any, elapsed: float, out: 
         )
     }
     out.write("  " + _kv(dict(sorted(interesting.items())), sep="\n  ") + "\n")
+    at_once = stack.sim.concurrency()
+    out.write(
+        f"  at once (peak): {at_once['ccfs_peak']} CC-FS requests, {at_once['obs_peak']} object-storage GETs, "
+        f"{at_once['connections_peak']} connections\n"
+    )
     _section(out, "local deviations from the template")
     for key, value in stack.overrides.items():
         out.write(f"  {key}: {value}\n")

@@ -30,7 +30,15 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from local.stack import netmap
-from local.stack.cfn import ACCOUNT_ID, REGION, CreatedResources, StackModel, TemplateError, create_data_resources
+from local.stack.cfn import (
+    ACCOUNT_ID,
+    REGION,
+    CreatedResources,
+    EventSourceMapping,
+    StackModel,
+    TemplateError,
+    create_data_resources,
+)
 from local.stack.procs import ROOT, Child, ChildError, spawn
 from local.stack.report import human_size
 from local.stack.verify import coverage_gap
@@ -65,6 +73,21 @@ OBS_HOST = "obs.sim.internal"
 _PASS_THROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "PYENV_VERSION", "PYENV_ROOT", "VIRTUAL_ENV")
 
 
+def consumers(mapping: EventSourceMapping, cap: int | None) -> int:
+    """Worker processes for an event source mapping: its ``MaximumConcurrency``, as Lambda runs at
+    most that many invocations at once (the CC-FS connection bound counts on it), lowered only by an
+    explicit ``cap``. Without a MaximumConcurrency Lambda would scale to hundreds: no local number
+    would be honest, so one must be given."""
+    if mapping.maximum_concurrency is not None:
+        return min(mapping.maximum_concurrency, cap) if cap else mapping.maximum_concurrency
+    if cap:
+        return cap
+    raise TemplateError(
+        f"{mapping.logical_id}: no ScalingConfig.MaximumConcurrency, so Lambda would run up to 1000 consumers "
+        "at once; set it in the template (or cap the local stack with max_concurrency / --concurrency)"
+    )
+
+
 @dataclass
 class StackConfig:
     """What to run. Defaults give the ``make demo`` stack."""
@@ -86,7 +109,10 @@ class StackConfig:
     schedule: bool = True  # fire the planning tick (ScheduleEnabled=true) and export base_date..+days
     tick_seconds: float = 2.0  # the schedule's local period (the template's rate(...) scaled down)
     visibility_timeout: int = 5  # local override of the queues' VisibilityTimeout (retry delay)
-    max_concurrency: int | None = 4  # cap on each event source mapping's MaximumConcurrency
+    # None: one worker per concurrent consumer the template allows (its MaximumConcurrency), as
+    # Lambda would run; a number caps that (a deviation the summary prints: fewer consumers than
+    # the template puts on CC-FS)
+    max_concurrency: int | None = None
     callback_timeout_minutes: int = 1  # CallbackTimeoutMinutes (template minimum 15)
     callback_retry_interval: float = 2.0  # CC-FS retries a failed callback after this (10 min real)
     recording_grace_seconds: float = 60.0  # RecordingGraceHours (24 h real)
@@ -548,9 +574,9 @@ class LocalStack:
             "CallbackTimeoutMinutes": f"{self.config.callback_timeout_minutes} (template minimum 15)",
             "schedule": f"fires every {self.config.tick_seconds:g} s"
             + (" (template rate is scaled down)" if self.config.schedule else " - off"),
-            "MaximumConcurrency": f"capped at {self.config.max_concurrency}"
+            "MaximumConcurrency": f"capped at {self.config.max_concurrency} (fewer consumers than the template)"
             if self.config.max_concurrency
-            else "as the template",
+            else "as the template (one worker per concurrent consumer)",
             "CC-FS callback retry": f"{self.config.callback_retry_interval:g} s (CC-FS: 10 min)",
             "CALLBACK_URL": "the local API front (set when it starts)",
             "DNS and CA store": (
@@ -690,9 +716,7 @@ class LocalStack:
         for mapping in self.model.mappings:
             if not mapping.enabled:
                 continue
-            concurrency = mapping.maximum_concurrency or 5
-            if cfg.max_concurrency:
-                concurrency = min(concurrency, cfg.max_concurrency)
+            concurrency = consumers(mapping, cfg.max_concurrency)
             crash_file = self.run_dir / "control" / f"crash-{mapping.queue}.json"
             for i in range(1, concurrency + 1):
                 name = f"{mapping.function}-{mapping.queue}-{i}"

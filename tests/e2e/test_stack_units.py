@@ -7,9 +7,10 @@ from collections import Counter
 
 import pytest
 
-from local.stack.cfn import Resolver, Unresolvable, references
+from local.stack.cfn import EventSourceMapping, Resolver, TemplateError, Unresolvable, references
 from local.stack.events import api_gateway_event, sqs_event
 from local.stack.report import emf_totals
+from local.stack.stack import consumers
 from local.stack.verify import _compare, coverage_gap, recording_base
 
 pytestmark = pytest.mark.e2e
@@ -226,3 +227,15 @@ def test_sam_local_env_vars_reach_ccfs_by_address_not_by_the_stacks_names():
     download = env["DownloadFunction"]
     assert download["JOBS_TABLE"] == "t" and download["AWS_ENDPOINT_URL"] == "http://127.0.0.1:5000"
     assert "CCFS_BASE_URL" not in env["Other"]
+
+
+def test_consumers_are_the_templates_maximum_concurrency_never_a_friendlier_number():
+    def mapping(maximum: int | None) -> EventSourceMapping:
+        return EventSourceMapping("M", "DownloadFunction", "RecordingQueue", maximum_concurrency=maximum)
+
+    assert consumers(mapping(7), None) == 7  # what Lambda would run at once
+    assert consumers(mapping(7), 3) == 3  # an explicit cap lowers it (printed as a deviation) ...
+    assert consumers(mapping(2), 4) == 2  # ... and never raises it
+    assert consumers(mapping(None), 4) == 4
+    with pytest.raises(TemplateError, match=r"M: no ScalingConfig\.MaximumConcurrency.*set it in the template"):
+        consumers(mapping(None), None)  # Lambda would scale to hundreds: no honest local number

@@ -8,6 +8,11 @@ product's ``ccfs``/``exporter`` loggers), message *and* traceback. Production ru
 third-party loggers (Lambda's default), but an operator may switch ``ApplicationLogLevel`` to
 DEBUG: nothing may leak even then.
 
+The product's own call sites are checked too, including careless ones that no review may catch: a
+``logger.exception`` whose exception quotes a real pre-signed URL, a real Authorization value and the
+sk, and a line whose ``extra=`` fields carry the same (the Powertools formatter renders both itself,
+after any record-level redaction).
+
 Never allowed anywhere: the sk, any ``auth-v2/`` value (an Authorization header), and a pre-signed
 URL's query (``Signature=``, ``AccessKeyId=``); the ak is allowed (it is an identifier).
 """
@@ -71,12 +76,51 @@ def everything_at_debug(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
 
 
 def _record_text(record: logging.LogRecord) -> str:
+    """What a stdlib handler (Lambda's own, pytest's) prints for the record: like
+    ``logging.Formatter.format``, the cached ``exc_text`` when there is one, else the traceback
+    rendered from ``exc_info``. (An exception object may hold a secret, as in
+    ``_careless_call_sites``: what must never hold one is a line that leaves the process.)"""
     text = f"{record.name} {record.levelname} {record.getMessage()}"
-    if record.exc_info:
-        text += "\n" + "".join(traceback.format_exception(*record.exc_info))
     if record.exc_text:
         text += "\n" + record.exc_text
+    elif record.exc_info:
+        text += "\n" + "".join(traceback.format_exception(*record.exc_info))
     return text
+
+
+CARELESS = ("careless exception line", "careless extra line")
+
+
+def _careless_call_sites(pipe: Any) -> None:
+    """Log, through the product's logger, what a careless call site could: a real pre-signed URL of
+    this run, a real auth-v2 Authorization value and the sk, in an exception and in ``extra=``."""
+    from datetime import datetime, time, timedelta
+
+    from ccfs.auth import sign
+    from exporter.aws import logger
+    from exporter.ccfs_factory import ccfs_client
+    from exporter.config import get_settings
+
+    call = next(c for c in pipe.sim.calls("acct001", demo_day()) if c.recordings)
+    begin = datetime.combine(call.begin.date(), time.min)
+    (url, *_) = ccfs_client(get_settings(), "acct001").get_record_file_urls(
+        call.call_id, begin, begin + timedelta(days=1)
+    )
+    assert "Signature=" in url  # a real credential-bearing URL, or this test proves nothing
+    authorization = sign(pipe.sim.ak, pipe.sim.sk, "POST", "/CCFS/x", {"host": "ccfs"}, b"{}")
+    try:
+        raise RuntimeError(f"GET {url} failed (Authorization: {authorization}, sk={pipe.sim.sk})")
+    except RuntimeError:
+        logger.exception(CARELESS[0])
+    logger.warning(
+        CARELESS[1],
+        extra={
+            "url": url,
+            "headers": {"Authorization": authorization},
+            "credentials": {"ak": pipe.sim.ak, "sk": pipe.sim.sk},
+            "note": f"signed with {pipe.sim.sk}",
+        },
+    )
 
 
 def test_happy_path_logs_no_secret_at_debug(
@@ -92,6 +136,7 @@ def test_happy_path_logs_no_secret_at_debug(
     caplog.clear()
 
     pipe.run()  # the product, from the schedule tick to the last recording
+    _careless_call_sites(pipe)
 
     out = capfd.readouterr()
     records = [_record_text(r) for r in caplog.records]
@@ -101,7 +146,7 @@ def test_happy_path_logs_no_secret_at_debug(
 
     # The capture really saw the whole run, the product's lines and the libraries' DEBUG lines.
     joined = "\n".join(lines)
-    for expected in ("callback applied", "bill exported", "recording copied", "job completed"):
+    for expected in ("callback applied", "bill exported", "recording copied", "job completed", *CARELESS):
         assert expected in joined, f"capture is blind: no {expected!r} line"
     by_logger = {r.name.split(".")[0] for r in caplog.records}
     assert {"botocore", "httpx"} <= by_logger, by_logger
@@ -111,6 +156,6 @@ def test_happy_path_logs_no_secret_at_debug(
         (what, line[:300])
         for line in lines
         for what in (*FORBIDDEN_TEXT, *secrets)
-        if (secrets.get(what) or what) in line
+        if (secrets.get(what) or what) in line.replace("auth-v2/<redacted>", "")
     ]
     assert leaks == [], "\n".join(f"{what}: {line}" for what, line in leaks[:20])

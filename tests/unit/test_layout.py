@@ -49,6 +49,15 @@ def test_unsafe_values_never_become_key_segments(value):
         layout.recording_key("acct", date(2018, 7, 2), value, "stem")
 
 
+@pytest.mark.parametrize("value", ["1637742300-27\n", "acct001\n", "x\n\n"])
+def test_a_trailing_newline_never_reaches_a_key(value):
+    # "$" matches before a final newline: the key pattern must end at the end of the string.
+    with pytest.raises(layout.UnsafeKeyPart):
+        layout.recording_key("acct", date(2018, 7, 2), value, "stem")
+    with pytest.raises(layout.UnsafeKeyPart):
+        layout.recording_key("acct", date(2018, 7, 2), "1637742300-27", value)
+
+
 def test_entry_number_and_recording_stem():
     assert layout.entry_number("20180702101010123456_call_1.csv") == 1
     assert layout.entry_number("20180702101010123456_record_12.csv") == 12

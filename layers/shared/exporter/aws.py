@@ -18,7 +18,8 @@ from exporter import log_redaction
 __all__ = ["client", "logger", "metrics", "resource"]
 
 log_redaction.install()  # before any client exists: botocore and httpx log credentials otherwise
-logger = Logger()
+# Every line of the product's logger is scrubbed as its last step (exc_info, extra= fields included).
+logger = Logger(logger_formatter=log_redaction.RedactingFormatter())
 metrics = Metrics()
 
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=32)

@@ -49,7 +49,8 @@ MANIFESTS_PREFIX = "manifests/"
 STAGING_PREFIX = "_staging/"
 
 # Letters, digits and a few punctuation marks; no "/", "=", "\\", whitespace or control characters.
-_SAFE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@+-]{0,127}$")
+# \Z, not $: "$" also matches before a trailing newline, which would put "\n" in a key.
+_SAFE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@+-]{0,127}\Z")
 _ENTRY_NUMBER = re.compile(r"_(?:call|record)(?:_(\d+))?\.csv$", re.IGNORECASE)
 
 

@@ -12,6 +12,16 @@ credentials in CloudWatch.
 rewritten before any handler sees it when its text holds an ``auth-v2`` value, a URL query, an
 ``Authorization``/security-token header value or a Secrets Manager secret. Records without such
 text are left exactly as they were.
+
+That factory sees the message and the traceback text of a record, but not what the Powertools
+formatter renders later: it formats ``exc_info`` again itself, and ``extra=`` fields are never part
+of the message. So the product's Logger (``exporter.aws.logger``, and the stdlib loggers it shares
+its handler with) writes through :class:`RedactingFormatter`, which scrubs every field of the
+finished log record — keys, values, the exception and its stack trace — right before it becomes
+the JSON line: whatever a call site passes, the line that leaves the process is clean.
+
+Secrets without a recognisable shape (the CC-FS ``sk``) are registered with :func:`mask` where they
+are read and replaced by value wherever they appear.
 """
 
 from __future__ import annotations
@@ -20,9 +30,12 @@ import logging
 import re
 from typing import Any
 
+from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
+from aws_lambda_powertools.logging.types import LogRecord
+
 from ccfs.errors import redact
 
-__all__ = ["install", "scrub"]
+__all__ = ["RedactingFormatter", "install", "mask", "scrub"]
 
 _REDACTED = "<redacted>"
 # A Secrets Manager reply, however it is quoted or escaped: everything after the secret's key.
@@ -38,10 +51,24 @@ _QUERY_CREDENTIAL = re.compile(
     r"(?:AccessKeyId|Signature|X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token)=[^&\s'\"]*", re.IGNORECASE
 )
 _MARKER = "_aicc_redacting"
+# Structured fields whose whole value is a credential, whatever it looks like (lower case).
+_SECRET_KEYS = frozenset({"authorization", "x-amz-security-token", "secretstring", "secretbinary", "password"})
+_MIN_MASKED = 8  # shorter values would mask ordinary words
+_masked: set[str] = set()
+
+
+def mask(secret: str) -> None:
+    """Replace ``secret`` by ``<redacted>`` in every log line from now on (e.g. the CC-FS sk, which
+    has no shape a pattern could find). Values under 8 characters are ignored."""
+    if len(secret) >= _MIN_MASKED:
+        _masked.add(secret)
 
 
 def scrub(text: str) -> str:
     """``text`` without credentials (see the module docstring)."""
+    for secret in tuple(_masked):
+        if secret in text:
+            text = text.replace(secret, _REDACTED)
     text = _SECRET_VALUE.sub(rf"\1 {_REDACTED}", text)
     text = _QUOTED_HEADER.sub(rf"\1\2{_REDACTED}\2", text)
     text = _PLAIN_HEADER.sub(rf"\1{_REDACTED}", text)
@@ -70,3 +97,47 @@ def install() -> None:
 
     setattr(factory, _MARKER, True)
     logging.setLogRecordFactory(factory)
+
+
+def _secret_field(key: object, siblings: dict[Any, Any]) -> bool:
+    """A field whose value is a credential: by its name, or the ``sk`` of an ``{ak, sk}`` pair (a
+    lone ``sk`` is the jobs table's sort key, not a secret)."""
+    if not isinstance(key, str):
+        return False
+    name = key.lower()
+    return name in _SECRET_KEYS or (name == "sk" and any(str(k).lower() == "ak" for k in siblings))
+
+
+class RedactingFormatter(LambdaPowertoolsFormatter):
+    """Powertools' JSON formatter that scrubs the finished record before it is serialised.
+
+    ``format`` builds the record (message, ``extra=`` keys, appended keys, the re-rendered
+    ``exception`` and ``stack_trace``) and hands it to :meth:`serialize`, the one exit every line
+    takes: every string in it, at any depth, goes through :func:`scrub`, and values the JSON encoder
+    would turn into text (``json_default``) are turned into text here first, so they are scrubbed
+    too. Lines without credentials serialise exactly as before.
+    """
+
+    def serialize(self, log: LogRecord) -> str:
+        return super().serialize(self._clean(log))
+
+    def _clean(self, value: Any, depth: int = 0) -> Any:
+        if isinstance(value, str):
+            return scrub(value)
+        if value is None or isinstance(value, (bool, int, float)):
+            return value
+        if depth > 20:  # a pathological structure: its text, scrubbed
+            return scrub(str(value))
+        if isinstance(value, dict):
+            return {
+                (scrub(k) if isinstance(k, str) else k): _REDACTED
+                if _secret_field(k, value) and v
+                else self._clean(v, depth + 1)
+                for k, v in value.items()
+            }
+        if isinstance(value, (list, tuple, set, frozenset)):
+            return [self._clean(v, depth + 1) for v in value]
+        converted = self.json_default(value)
+        if isinstance(converted, (str, dict, list, tuple)):
+            return self._clean(converted, depth + 1)
+        return scrub(str(converted))
