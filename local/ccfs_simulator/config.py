@@ -180,6 +180,7 @@ class SimulatorConfig:
     # The port written into pre-signed URLs (443: none), for a network that maps {obs_name}:443 to
     # the object store's real port; None: the port it listens on.
     obs_url_port: int | None = None
+    obs_port: int = 0  # the port the separate object store listens on (0: the OS picks one)
     url_expiry_seconds: int = 8 * 3600
     # Several URLs of one call: a JSON array, or one string joined by ",", ";", " " or "\n".
     url_list_style: Literal["array", "comma", "semicolon", "space", "newline"] = "array"
@@ -271,6 +272,8 @@ class SimulatorConfig:
             raise ValueError("obs_name needs tls: the object store's own CA is the point of it")
         if self.obs_name is not None and self.obs_name.lower() == (self.ccfs_name or "").lower():
             raise ValueError("obs_name must differ from ccfs_name")
+        if not 0 <= self.obs_port <= 65535:
+            raise ValueError("obs_port must be 0..65535")
         if self.obs_url_port is not None and not 1 <= self.obs_url_port <= 65535:
             raise ValueError("obs_url_port must be 1..65535")
         self.faults.validate()

@@ -285,7 +285,7 @@ class Simulator:
             obs_context, self.obs_ca_bundle = self._tls_context(
                 Path(self._tmp.name), "OBS simulator test CA", [self.config.obs_name], "obs-ca.pem"
             )
-            self._obs_server = SimServer((self.config.host, 0), self._dispatch_obs, obs_context)
+            self._obs_server = SimServer((self.config.host, self.config.obs_port), self._dispatch_obs, obs_context)
             self.obs_port = self._obs_server.server_address[1]
             self.obs_host = self.config.obs_name
             url_port = self.config.obs_url_port or self.obs_port

@@ -75,23 +75,26 @@ def restart_simulator(sim: Any, down_seconds: float) -> Any:
     stay, as they would on the server's disk: returns their old ``TemporaryDirectory`` (the caller
     keeps it referenced, or it is deleted when collected, and cleans it up at the end).
     """
-    port = sim.port
-    context = sim._server.ssl_context
-    pem = Path(sim.ca_bundle).read_text(encoding="utf-8")
+    port, obs_port = sim.port, sim.obs_port
+    contexts = {"CC-FS simulator test CA": sim._server.ssl_context}
+    pems = {"CC-FS simulator test CA": Path(sim.ca_bundle).read_text(encoding="utf-8")}
+    if sim._obs_server is not None:  # the object store on its own name and CA (the local stack's set-up)
+        contexts["OBS simulator test CA"] = sim._obs_server.ssl_context
+        pems["OBS simulator test CA"] = Path(sim.obs_ca_bundle).read_text(encoding="utf-8")
     kept, sim._tmp = sim._tmp, None  # stop() would delete the directory holding the built bills
     sim.stop()
     time.sleep(down_seconds)
 
-    def same_certificate(directory: Path) -> Any:
-        bundle = directory / "ca.pem"
-        bundle.write_text(pem, encoding="utf-8")
-        sim.ca_bundle = str(bundle)
-        return context
+    def same_certificate(directory: Path, ca_name: str, names: list[str], file_name: str = "ca.pem") -> Any:
+        (directory / file_name).write_text(pems[ca_name], encoding="utf-8")
+        return contexts[ca_name], str(directory / file_name)
 
     sim._tls_context = same_certificate
     sim.config.port = port
+    if sim.config.obs_name:
+        sim.config.obs_port = obs_port
     sim.start()
-    assert sim.port == port
+    assert sim.port == port and sim.obs_port == obs_port
     return kept
 
 

@@ -5,6 +5,7 @@ for tenant B's job is refused and changes nothing; B's own callback then complet
 from __future__ import annotations
 
 import json
+import ssl
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
@@ -19,11 +20,18 @@ from tests.e2e.conftest import needs_handlers, wait_until
 pytestmark = [pytest.mark.e2e, needs_handlers]
 
 
-def _post_callback(url: str, body: bytes, ak: str, sk: str) -> httpx.Response:
+def _post_callback(url: str, body: bytes, ak: str, sk: str, ca_file: str) -> httpx.Response:
+    """As CC-FS posts it: to the stack's public callback URL, trusting the API's chain (its truststore)."""
     parts = urlsplit(url)
     headers = {"Content-Type": "application/json;charset=UTF-8", "Content-Length": str(len(body)), "Host": parts.netloc}
     authorization = sign(ak, sk, "POST", parts.path, headers, body, timestamp=datetime.now(UTC))
-    return httpx.post(url, content=body, headers={**headers, "Authorization": authorization}, timeout=30)
+    return httpx.post(
+        url,
+        content=body,
+        headers={**headers, "Authorization": authorization},
+        timeout=30,
+        verify=ssl.create_default_context(cafile=ca_file),
+    )
 
 
 def test_a_callback_signed_by_tenant_a_for_tenant_bs_job_is_refused(run_stack):
@@ -61,14 +69,16 @@ def test_a_callback_signed_by_tenant_a_for_tenant_bs_job_is_refused(run_stack):
     a_ak, a_sk = stack.sim.tenant_keys(tenant_a)
     for account in (tenant_b, ""):  # naming B, or naming no tenant: both are B's job
         body = stack.sim.callback_body({**query, "accountId": account})
-        refused = _post_callback(stack.names.callback_url, body, a_ak, a_sk)
+        refused = _post_callback(stack.names.callback_url, body, a_ak, a_sk, stack.names.api_ca_file)
         assert refused.status_code == 403, refused.text
     assert stack.scan_jobs_table() == before  # nothing written
     assert stack.queue_depths()["BillQueue"] == (0, 0)  # nothing queued
     assert stack.metrics().get("CallbackTenantMismatch") == 2
 
     b_ak, b_sk = stack.sim.tenant_keys(tenant_b)
-    accepted = _post_callback(stack.names.callback_url, stack.sim.callback_body(query), b_ak, b_sk)
+    accepted = _post_callback(
+        stack.names.callback_url, stack.sim.callback_body(query), b_ak, b_sk, stack.names.api_ca_file
+    )
     assert accepted.status_code == 200, accepted.text
     progress = stack.run_until_complete(120)
     assert progress.complete, progress.pending[:5]
