@@ -25,8 +25,10 @@ from bench.harness import ROOT, TENANT, Aws, cpu_seconds, log, new_response_id
 __all__ = ["run_load"]
 
 
-def _start_front(aws: Aws, run_dir: Path) -> tuple[Any, str]:
-    """``python -m local.stack.front`` for the template's callback route, against ``aws``."""
+def _start_front(aws: Aws, run_dir: Path) -> tuple[Any, str, str]:
+    """``python -m local.stack.front`` for the template's callback route, against ``aws``: the
+    process, its local URL and the public URL it stands for (API Gateway's domain: the function
+    sees that ``Host``, so a callback is signed for it, as CC-FS signs for the URL it was given)."""
     from local.stack.procs import spawn
 
     model = aws.template.model
@@ -40,7 +42,8 @@ def _start_front(aws: Aws, run_dir: Path) -> tuple[Any, str]:
     env = aws.function_env(route.function)
     env["PYTHONPATH"] = str(ROOT)
     front = spawn("front", "local.stack.front", args, env=env, run_dir=run_dir)
-    return front, front.wait_ready(60)["url"]
+    ready = front.wait_ready(60)
+    return front, ready["url"], ready["public_url"]
 
 
 def _seed_requested(aws: Aws, response_ids: list[str]) -> None:
@@ -76,7 +79,7 @@ def _report_durations(log_path: Path) -> list[float]:
     return sorted(out[1:])  # the first one is the cold invocation
 
 
-def _callback(url: str, ak: str, sk: str, rid: str) -> tuple[bytes, dict[str, str]]:
+def _callback(public_url: str, ak: str, sk: str, rid: str) -> tuple[bytes, dict[str, str]]:
     from ccfs.auth import sign
 
     body = json.dumps(
@@ -90,7 +93,7 @@ def _callback(url: str, ak: str, sk: str, rid: str) -> tuple[bytes, dict[str, st
         },
         separators=(",", ":"),
     ).encode()
-    parts = urlsplit(url)
+    parts = urlsplit(public_url)
     headers = {"Content-Type": "application/json;charset=UTF-8", "Content-Length": str(len(body)), "Host": parts.netloc}
     headers["Authorization"] = sign(ak, sk, "POST", parts.path, headers, body, timestamp=datetime.now(UTC))
     return body, headers
@@ -115,7 +118,7 @@ def run_load(total: int, senders: int, *, run_dir: Path, template: Any, sim: Any
     front = None
     try:
         _seed_requested(aws, rids)
-        front, url = _start_front(aws, run_dir)
+        front, url, public_url = _start_front(aws, run_dir)
         log(f"callbacks: {total} signed requests ({new} first, {total - new} repeats), {senders} senders -> {url}")
         latencies: list[float] = []
         errors: list[str] = []
@@ -129,7 +132,7 @@ def run_load(total: int, senders: int, *, run_dir: Path, template: Any, sim: Any
                         index = next(cursor, None)
                     if index is None:
                         return
-                    body, headers = _callback(url, sim.ak, sim.sk, plan[index][0])
+                    body, headers = _callback(public_url, sim.ak, sim.sk, plan[index][0])
                     started = time.perf_counter()
                     try:
                         reply = client.post(url, content=body, headers=headers)

@@ -15,6 +15,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from bench.awscount import RequestCounter
+
 ROOT = Path(__file__).resolve().parents[1]
 MiB = 1024 * 1024
 
@@ -83,6 +85,7 @@ def task_download(args: dict[str, Any]) -> dict[str, Any]:
     app = _import_handler("download")
     import_s = time.perf_counter() - started
     rss_after_import = _status("VmRSS")
+    counter = count_requests(app)
     trace: list[tuple[float, int, str]] = []
     phases = _time_s3_phases(app.client("s3"), trace)
     if os.environ.get("BENCH_RSS_TRACE"):  # diagnostics: VmRSS every 50 ms
@@ -109,6 +112,7 @@ def task_download(args: dict[str, Any]) -> dict[str, Any]:
 
         profiler = cProfile.Profile(time.thread_time)
         profiler.enable()
+    cpu_started = time.process_time()
     for first in range(0, len(records), size):
         event = _sqs_event(records[first : first + size], args["queue_arn"])
         context = _Context(args["function_name"], int(args["memory"]), int(args["timeout"]))
@@ -120,12 +124,15 @@ def task_download(args: dict[str, Any]) -> dict[str, Any]:
             failures += [r["message_id"] for r in records[first : first + size]]
             print(f"bench: batch failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         durations.append(time.perf_counter() - t0)
+    invocations_cpu_s = time.process_time() - cpu_started
     if profiler is not None:
         profiler.disable()
         profiler.dump_stats(os.environ["BENCH_PROFILE"])
     return {
         "import_s": import_s,
         "handler_s": sum(durations),
+        "invocations_cpu_s": invocations_cpu_s,  # the invocations only: no interpreter start, no import
+        "aws_requests": counter.summary(len(records)),
         "batches": len(durations),
         "batch_s": durations,
         "failures": failures,
@@ -133,6 +140,30 @@ def task_download(args: dict[str, Any]) -> dict[str, Any]:
         "s3_phases_s": phases,
         "rss_trace": trace if os.environ.get("BENCH_RSS_TRACE") else [],
     }
+
+
+PRODUCT_SERVICES = ("s3", "dynamodb", "sqs", "secretsmanager", "ssm")
+"""Every AWS service the download function calls (its IAM policy in template.yaml grants no other)."""
+
+
+def count_requests(app: Any) -> RequestCounter:
+    """Count the AWS requests of the download handler ``app`` (``functions/download/app.py``): on
+    the product's shared clients (``exporter.aws.client``, cached per process, so these are the very
+    objects the handler uses), each attributed to the SQS record whose ``record_handler`` made it
+    (wrapped here, measurement only: ``lambda_handler`` looks the name up at each call)."""
+    from exporter import aws
+
+    counter = RequestCounter()
+    for service in PRODUCT_SERVICES:
+        counter.attach(aws.client(service).meta.events)
+    original = app.record_handler
+
+    def record_handler(record: Any) -> Any:
+        with counter.tagged(record.message_id):
+            return original(record)
+
+    app.record_handler = record_handler
+    return counter
 
 
 def _time_s3_phases(s3: Any, trace: list[tuple[float, int, str]]) -> dict[str, float]:
@@ -160,9 +191,15 @@ def _time_s3_phases(s3: Any, trace: list[tuple[float, int, str]]) -> dict[str, f
 
 
 def task_naive_recordings(args: dict[str, Any]) -> dict[str, Any]:
+    import boto3
+
     from bench import naive
 
+    boto3.setup_default_session()  # the session naive's boto3.client(...) uses: counted before it exists
+    counter = RequestCounter()
+    counter.attach(boto3.DEFAULT_SESSION.events)
     started = time.perf_counter()
+    cpu_started = time.process_time()
     copied = naive.copy_recordings(
         args["items"],
         base_url=args["base_url"],
@@ -172,7 +209,12 @@ def task_naive_recordings(args: dict[str, Any]) -> dict[str, Any]:
         endpoint_url=args["endpoint_url"],
         bucket=args["bucket"],
     )
-    return {"seconds": time.perf_counter() - started, "bytes": copied}
+    return {
+        "seconds": time.perf_counter() - started,
+        "bytes": copied,
+        "invocations_cpu_s": time.process_time() - cpu_started,
+        "aws_requests": counter.summary(len(args["items"])),
+    }
 
 
 class _ChunkReader:

@@ -162,15 +162,16 @@ def _bill_record(response_id: str, bill_file_name: str) -> dict[str, Any]:
     return {"message_id": f"bill-{response_id}", "body": json.dumps(body)}
 
 
-def _fan_out(ctx: Context, aws: Aws, calls: list[Any]) -> tuple[str, list[dict[str, Any]]]:
-    """Run the bill step of a job holding ``calls``; return the RecordingQueue messages it sent."""
+def _fan_out(ctx: Context, aws: Aws, calls: list[Any]) -> tuple[str, list[dict[str, Any]], ChildResult]:
+    """Run the bill step of a job holding ``calls``; return the RecordingQueue messages it sent (and
+    the bill step's run, whose AWS requests include the fan-out's ``SendMessageBatch`` calls)."""
     rid = new_response_id()
     name = _bill_of_calls(ctx, calls, rid)
     begin, end = day_window(ctx.day)
     aws.seed_job(rid, begin=begin, end=end, status="READY", bill_file_name=name)
-    _download(ctx, aws, [_bill_record(rid, name)], "BillQueue")
+    bill = _download(ctx, aws, [_bill_record(rid, name)], "BillQueue")
     messages = aws.drain("RecordingQueue")
-    return rid, [{"message_id": m["MessageId"], "body": m["Body"]} for m in messages]
+    return rid, [{"message_id": m["MessageId"], "body": m["Body"]} for m in messages], bill
 
 
 def _check_completed(aws: Aws, rid: str, done: int) -> dict[str, Any]:
@@ -191,7 +192,7 @@ def big_recording(ctx: Context) -> dict[str, Any]:
 
     aws = Aws.start(ctx.run_dir, "moto-bigrec", ctx.template, ctx.sim)
     try:
-        rid, records = _fan_out(ctx, aws, [ctx.big_call])
+        rid, records, _ = _fan_out(ctx, aws, [ctx.big_call])
         expected = {}
         sha = threading.Thread(target=lambda: expected.update(sha256=ctx.sim.recording_sha256(recording)))
         sha.start()
@@ -213,6 +214,7 @@ def big_recording(ctx: Context) -> dict[str, Any]:
             "mb_per_s": round(size / result.data["handler_s"] / 1e6, 1),
             "cpu_s": round(result.user_s + result.sys_s, 1),
             "verified_sha256": verified,
+            "aws_requests": result.data["aws_requests"]["by_operation"],  # a multipart copy: see docs
             "s3_phases_s": {k: round(v, 2) for k, v in result.data["s3_phases_s"].items()},
             "cpu_s_by_process": {
                 "handler": round(result.user_s + result.sys_s, 1),
@@ -313,7 +315,7 @@ def recordings_rate(ctx: Context) -> dict[str, Any]:
     n = ctx.params.recordings
     aws = Aws.start(ctx.run_dir, "moto-recs", ctx.template, ctx.sim)
     try:
-        rid, records = _fan_out(ctx, aws, ctx.recording_calls)
+        rid, records, bill = _fan_out(ctx, aws, ctx.recording_calls)
         if len(records) != n:
             raise RuntimeError(f"bill step sent {len(records)} recording messages, expected {n}")
         batch_size = _batch_size(ctx, "RecordingQueue")
@@ -363,6 +365,9 @@ def recordings_rate(ctx: Context) -> dict[str, Any]:
             "seconds": round(project_s, 2),
             "peak_rss_mib": round(result.max_rss_mib, 1),
             "cpu_s": round(result.user_s + result.sys_s, 1),
+            "invocations_cpu_ms_per_recording": round(result.data["invocations_cpu_s"] / n * 1000, 2),
+            "aws_requests": result.data["aws_requests"],
+            "fan_out": _fan_out_requests(bill.data["aws_requests"], n),
             "batches": result.data["batches"],
             "ccfs_requests": counters.get("requests_total", 0),
             "moto_cpu_s": round(cpu1[0] - cpu0[0], 1),
@@ -373,11 +378,25 @@ def recordings_rate(ctx: Context) -> dict[str, Any]:
             "seconds": round(naive_s, 2),
             "peak_rss_mib": round(naive.max_rss_mib, 1),
             "cpu_s": round(naive.user_s + naive.sys_s, 1),
+            "invocations_cpu_ms_per_recording": round(naive.data["invocations_cpu_s"] / n * 1000, 2),
+            "aws_requests": naive.data["aws_requests"],
             "moto_cpu_s": round(cpu2[0] - cpu1[0], 1),
             "simulator_cpu_s": round(cpu2[1] - cpu1[1], 1),
         },
         "ratio": round(naive_s / project_s, 2),
         "moto_peak_rss_mib": round(moto_rss, 1),
+    }
+
+
+def _fan_out_requests(bill: dict[str, Any], recordings: int) -> dict[str, Any]:
+    """The bill step's requests that exist because of the recordings: the RecordingQueue messages it
+    sends (``SendMessageBatch``, up to 10 a call), per recording. The rest of the bill step (the job,
+    the CDR and index objects) is the bill's, whether or not recordings are copied."""
+    sends = sum(n for op, n in bill["by_operation"].items() if op.startswith("sqs:Send"))
+    return {
+        "sqs_send_requests": sends,
+        "per_recording": round(sends / recordings, 3) if recordings else 0.0,
+        "bill_step_by_operation": bill["by_operation"],
     }
 
 

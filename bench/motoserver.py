@@ -11,7 +11,8 @@ holds connections, never what it answers:
 
 * HTTP keep-alive: werkzeug's development server sends ``Connection: close`` on every response, so
   each AWS call paid a TCP connect and a new server thread (boto3 keeps connections to AWS open;
-  here the exporter makes ~11 calls per recording, the naive script 1). The request body is read
+  here the exporter makes 4 requests per recording, the naive script 1, as the bench counts them:
+  ``bench.awscount``). The request body is read
   whole before moto sees it and the response is sent with its length, so the connection stays in
   step;
 

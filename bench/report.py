@@ -19,6 +19,33 @@ def _ok(passed: bool | None) -> str:
     return "n/a" if passed is None else ("yes" if passed else "**no**")
 
 
+def _operations(ops: dict[str, Any]) -> str:
+    return ", ".join(f"{op.replace(':', ' ')} ×{n:g}" for op, n in ops.items())
+
+
+def _requests_row(r: dict[str, Any]) -> tuple[str, str, str, str]:
+    """AWS requests per recording, counted in the handler process (``bench.awscount``)."""
+    counted = r["project"]["aws_requests"]
+    naive = r["naive"].get("aws_requests", {})
+    others = counted["records"][1:]
+    extra = "; ".join(f"{g['records']} record(s) {g['requests']}: {_operations(g['operations'])}" for g in others[:3])
+    measured = (
+        f"{counted['per_recording']:g} ({_operations(counted['per_recording_operations'])}) on "
+        f"{counted['records'][0]['records'] if counted['records'] else 0} of {r['recordings']}; "
+        f"mean {counted['per_recording_mean']:g}"
+        + (f" ({extra})" if extra else "")
+        + f"; retries {counted['retries']}; fan-out +{r['project']['fan_out']['per_recording']:g} SQS; "
+        f"naive {naive.get('per_recording', 'n/a')}"
+        + (f" ({_operations(naive.get('per_recording_mean_by_operation', {}))})" if naive else "")
+    )
+    return (
+        "AWS requests per recording, happy path, counted in the handler process (+ once per job)",
+        measured,
+        "≤ 4",
+        _ok(counted["per_recording"] <= 4),
+    )
+
+
 def rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     """``(figure, measured, target, met)`` for every figure present."""
     f = report.get("figures", {})
@@ -59,6 +86,8 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                 _ok(r["ratio"] >= 10),
             )
         )
+    if "recordings_rate" in f and "aws_requests" in f["recordings_rate"]["project"]:
+        out.append(_requests_row(f["recordings_rate"]))
     if "big_recording" in f:
         r = f["big_recording"]
         stream_s = r["project"].get("s3_phases_s", {}).get("upload_fileobj")
