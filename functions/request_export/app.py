@@ -14,7 +14,6 @@ The domain lives in ``exporter.requesting``; this module parses, wires adapters 
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import UTC, datetime
 from functools import cache
@@ -25,17 +24,12 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from exporter import ccfs_factory
-from exporter.aws import client, logger, metrics
-from exporter.config import ConfigError, Settings, get_settings
+from exporter.aws import logger, metrics
+from exporter.config import Settings, get_settings
 from exporter.jobs import JobStore
-from exporter.requesting import (
-    InvalidBackfill,
-    Report,
-    RequestContext,
-    handle_backfill,
-    parse_backfill,
-    run_tick,
-)
+from exporter.messages import is_schedule_event, is_sqs_batch
+from exporter.queues import QueueSender
+from exporter.requesting import Report, RequestContext, handle_backfill_message, run_tick
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.batch import BatchProcessor
@@ -68,39 +62,17 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def _sender(queue_url: str, variable: str) -> Any:
-    def send(message: dict[str, str]) -> None:
-        if not queue_url:
-            raise ConfigError(f"{variable} is not set")
-        client("sqs").send_message(QueueUrl=queue_url, MessageBody=json.dumps(message, separators=(",", ":")))
-
-    return send
-
-
 def build_context(settings: Settings, lambda_context: LambdaContext) -> RequestContext:
     return RequestContext(
         settings=settings,
         store=JobStore(settings.jobs_table, settings.retention_days),
         ccfs=lambda tenant: ccfs_factory.ccfs_client(settings, tenant),
         clock=utc_now,
-        send_request=_sender(settings.request_queue_url, "REQUEST_QUEUE_URL"),
-        send_bill=_sender(settings.bill_queue_url, "BILL_QUEUE_URL"),
+        send_request=QueueSender(settings.request_queue_url, "REQUEST_QUEUE_URL").send,
+        send_bill=QueueSender(settings.bill_queue_url, "BILL_QUEUE_URL").send,
         time_left_ms=lambda_context.get_remaining_time_in_millis,
         zone=lambda tenant: ccfs_factory.tenant_zone(settings, tenant),
     )
-
-
-def is_sqs_event(event: Any) -> bool:
-    records = event.get("Records") if isinstance(event, dict) else None
-    return bool(records) and all(isinstance(r, dict) and r.get("eventSource") == "aws:sqs" for r in records)
-
-
-def is_schedule_event(event: Any) -> bool:
-    """An EventBridge rule's ``Scheduled Event``, or whatever EventBridge Scheduler delivers (its
-    default notification, or the schedule's Input). Anything that is not an SQS batch counts: a
-    tick is always safe to run (it only claims due windows), so being strict here would only risk
-    silently skipping ticks after a change of the schedule's payload."""
-    return isinstance(event, dict) and "Records" not in event
 
 
 def _emit(report: Report) -> None:
@@ -114,16 +86,7 @@ def _backfill_batch(event: dict[str, Any], ctx: RequestContext, context: LambdaC
     report = Report()
 
     def record_handler(record: SQSRecord) -> None:
-        try:
-            backfill = parse_backfill(record.body, ctx.settings)
-        except InvalidBackfill as exc:
-            report.backfill_rejected += 1
-            logger.error(
-                "backfill message rejected; it will be retried until it reaches the DLQ",
-                extra={"messageId": record.message_id, "reason": str(exc)},
-            )
-            raise
-        handle_backfill(ctx, backfill, report)
+        handle_backfill_message(ctx, record.body, report, message_id=record.message_id)
 
     from aws_lambda_powertools.utilities.batch import process_partial_response
 
@@ -140,7 +103,7 @@ def _backfill_batch(event: dict[str, Any], ctx: RequestContext, context: LambdaC
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = get_settings()
     ctx = build_context(settings, context)
-    if is_sqs_event(event):
+    if is_sqs_batch(event):
         return _backfill_batch(event, ctx, context)
     if not is_schedule_event(event):
         raise ValueError("unsupported event: expected a scheduled event or an SQS batch from RequestQueue")

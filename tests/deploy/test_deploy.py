@@ -503,6 +503,8 @@ ONLY_FOR = {
     "RECORDING_DLQ_URL": "DownloadFunction",
     "RECORDING_GRACE_HOURS": "DownloadFunction",
     "RECORDING_CA_BUNDLE_PARAM": "DownloadFunction",
+    "RECORDING_CONCURRENCY": "DownloadFunction",
+    "IDEMPOTENCY_EXPIRY_SECONDS": "DownloadFunction",
 }
 # Set by the template, read by the runtime or a library rather than our code.
 RUNTIME_ENV = {

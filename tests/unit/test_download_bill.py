@@ -552,7 +552,7 @@ def test_recordings_of_one_call_sharing_a_file_name_in_two_directories_are_two_r
         assert messages[path]["keyName"] == "0903379_" + hashlib.sha256(path.encode()).hexdigest()[:8]
     assert "keyName" not in messages["/10/1/record/100/13533/0903400.wav"]  # a unique stem keeps its name
 
-    from exporter.recordings import RecordingMessage
+    from exporter.messages import RecordingMessage
 
     keys = {RecordingMessage.model_validate(m).keys()[0] for m in messages.values()}
     assert len(keys) == 3  # one S3 key per recording

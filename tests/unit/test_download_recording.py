@@ -22,7 +22,7 @@ from boto3.s3.transfer import TransferConfig
 
 from ccfs.errors import CcfsNotFound
 from exporter import aws as exporter_aws
-from exporter import recordings
+from exporter import messages, recordings
 from exporter.config import ConfigError, Settings
 from exporter.progress import BILL_PROCESSED, Progress
 from exporter.streams import HashingReader
@@ -656,7 +656,7 @@ def test_copy_finishing_after_its_dead_letter_was_settled_turns_failed_into_done
     copier = recordings.RecordingCopier(
         ccfs=fake, s3=s3(), progress=progress(aws), bucket=aws.bucket, allowed_hosts=[OBS], http=fake.http
     )
-    message = recordings.RecordingMessage.model_validate(body)
+    message = messages.RecordingMessage.model_validate(body)
     original = copier.progress.get_recording
     copier.progress.get_recording = lambda *a: None  # type: ignore[method-assign]  # started before the settle
     try:
@@ -736,7 +736,7 @@ def test_upload_starts_before_the_body_ends(aws, fake, handler, lambda_context, 
 def test_event_file_is_a_valid_recording_batch():
     assert len(EVENT["Records"]) == 2
     for record, ordinal in zip(EVENT["Records"], (1, 2), strict=True):
-        body = recordings.RecordingMessage.model_validate_json(record["body"])
+        body = messages.RecordingMessage.model_validate_json(record["body"])
         assert (body.ordinal, body.count) == (ordinal, 2)
         assert ":aicc-export-RecordingQueue-" in record["eventSourceARN"]
         assert body.keys()[0].startswith("recordings/account_id=acct001/call_date=2018-07-02/1530497000-101/")

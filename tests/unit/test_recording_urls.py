@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from exporter.bill_export import _add_recording, _recording_messages, _Recordings
-from exporter.recordings import RecordingMessage, pick_message_url, pick_url
+from exporter.messages import RecordingMessage
+from exporter.recordings import pick_message_url, pick_url
 
 UUID_A = "https://obs.example.com/ccfs/record/dev/13ddcde6-aaaa-4000-8000-000000000001?Signature=s"
 UUID_B = "https://obs.example.com/ccfs/record/dev/13ddcde6-bbbb-4000-8000-000000000002?Signature=s"

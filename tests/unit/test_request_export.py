@@ -30,6 +30,7 @@ from exporter.aws import resource
 from exporter.config import Settings
 from exporter.jobs import JobStore, NewJob, WindowClaim
 from exporter.keys import JobStatus, job_key, utc_now_iso, window_key
+from exporter.messages import BillMessage
 from exporter.planner import Window
 from exporter.requesting import (
     InvalidBackfill,
@@ -129,9 +130,7 @@ def clock() -> Clock:
     return Clock(T)
 
 
-def make_ctx(
-    settings: Settings, ccfs: FakeCcfs, clock: Clock, sent: list[dict[str, str]] | None = None
-) -> RequestContext:
+def make_ctx(settings: Settings, ccfs: FakeCcfs, clock: Clock, sent: list[Any] | None = None) -> RequestContext:
     out = sent if sent is not None else []
     return RequestContext(
         settings=settings,
@@ -538,7 +537,7 @@ def test_window_claimed_for_longer_than_the_stall_limit_fails_loudly(env: Any, c
 
 def test_callback_that_beats_its_request_is_adopted(env: Any, ccfs: FakeCcfs, clock: Clock) -> None:
     settings = env(EXPORT_START_TIME="2026-11-21T16:00:00")
-    sent: list[dict[str, str]] = []
+    sent: list[Any] = []
     ctx = make_ctx(settings, ccfs, clock, sent)
     rid = "c" * 32
     # CC-FS answers with rid and calls back before we record the request.
@@ -550,13 +549,13 @@ def test_callback_that_beats_its_request_is_adopted(env: Any, ccfs: FakeCcfs, cl
     assert job["job_status"] == "READY" and job["bill_enqueued"] is True
     assert job["tenant"] == "acct001" and job["window_sk"] == "2026-11-21 16:00:00|2026-11-21 16:59:59"
     assert sent == [
-        {"responseId": rid, "billFileName": f"20261121_{rid}.zip", "tenant": "acct001", "accountId": "acct001"}
+        BillMessage(responseId=rid, billFileName=f"20261121_{rid}.zip", tenant="acct001", accountId="acct001")
     ]
 
 
 def test_callback_that_beats_its_re_request_is_adopted(env: Any, ccfs: FakeCcfs, clock: Clock) -> None:
     settings = _one_window(env)
-    sent: list[dict[str, str]] = []
+    sent: list[Any] = []
     ctx = make_ctx(settings, ccfs, clock, sent)
     run_tick(ctx)
     (first,) = jobs(settings, "REQUESTED")
@@ -579,7 +578,7 @@ def test_callback_that_beats_its_re_request_is_adopted(env: Any, ccfs: FakeCcfs,
     window = window_item(settings, first["window_sk"])
     assert window["response_id"] == rid and window["attempt"] == 2
     assert sent == [
-        {"responseId": rid, "billFileName": f"20261121_{rid}.zip", "tenant": "acct001", "accountId": "acct001"}
+        BillMessage(responseId=rid, billFileName=f"20261121_{rid}.zip", tenant="acct001", accountId="acct001")
     ]
     assert jobs(settings, "REQUESTED") == []
 

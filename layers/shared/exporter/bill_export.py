@@ -26,19 +26,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any, BinaryIO, Protocol
 
-from aws_lambda_powertools.metrics import MetricUnit
-from pydantic import BaseModel, ConfigDict, Field
-
 from ccfs.bills import BillError, BillFile
 from ccfs.errors import CcfsAuthError, CcfsNotFound, CcfsPermanentError
-from ccfs.models import MAX_WINDOW, BillFileName, ResponseId, format_time, parse_time
+from ccfs.models import MAX_WINDOW, format_time, parse_time
 from exporter import layout
-from exporter.aws import logger, metrics
+from exporter.aws import logger
 from exporter.keys import JobStatus, utc_now_iso
+from exporter.messages import BillMessage, RecordingMessage, message_body
 from exporter.progress import BILL_PROCESSED, Progress
 
 __all__ = [
-    "BillMessage",
+    "BILL_METRICS",
+    "BillResult",
     "BillSource",
     "export_bill",
     "send_batches",
@@ -57,15 +56,19 @@ class BillSource(Protocol):
     def download_bill_file(self, bill_file_name: str, sink: BinaryIO) -> int: ...
 
 
-class BillMessage(BaseModel):
-    """BillQueue body: ``{"responseId", "billFileName", "tenant", "accountId"?}``."""
+BILL_METRICS = ("BillRows", "BadRows", "BillEntriesUnrecognised", "BillEntriesEmpty")
+"""What a processed bill reports, by metric name (docs/design.md metric list): rows kept, rows
+refused, ZIP entries not recognised as CDR or index files (alarmed), entries without rows."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
 
-    responseId: ResponseId
-    billFileName: BillFileName
-    tenant: str = Field(min_length=1, max_length=64)
-    accountId: str | None = None
+@dataclass(frozen=True)
+class BillResult:
+    """What :func:`export_bill` did: ``summary`` is small and JSON-able (the idempotency record keeps
+    it, so a redelivered message is answered with it); ``metrics`` counts by :data:`BILL_METRICS`
+    name, for the handler to emit (empty unless this run saved the bill's rows)."""
+
+    summary: dict[str, Any]
+    metrics: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -320,26 +323,28 @@ def _recording_messages(recordings: _Recordings, response_id: str, tenant: str) 
             descriptor = json.loads(line)
             ordinal, count, certain, url_ordinal, url_count = ordinals[(descriptor["callId"], descriptor["fileName"])]
             key_name = key_names.get((descriptor["callId"], descriptor["fileName"]))
-            yield json.dumps(
-                {
-                    **({"keyName": key_name} if key_name else {}),
-                    "responseId": response_id,
-                    "tenant": tenant,
-                    "accountId": descriptor["accountId"],
-                    "callId": descriptor["callId"],
-                    "callBegin": descriptor["callBegin"],
-                    "callEnd": descriptor["callEnd"],
-                    "fileName": descriptor["fileName"],
-                    "originalFileName": descriptor["originalFileName"],
-                    "callDate": descriptor["callDate"],
-                    "ordinal": ordinal,
-                    "count": count,
-                    "ordinalCertain": certain,
-                    "urlOrdinal": url_ordinal,
-                    "urlCount": url_count,
-                    "row": descriptor["row"],
-                },
-                ensure_ascii=False,
+            # Built without validation, as it always was sent: a value the consumer's model refuses
+            # (e.g. a call_id longer than CC-FS's) is refused there, for this recording alone, with
+            # the reason; validating here would fail the whole bill's fan-out instead.
+            yield message_body(
+                RecordingMessage.model_construct(
+                    keyName=key_name,
+                    responseId=response_id,
+                    tenant=tenant,
+                    accountId=descriptor["accountId"],
+                    callId=descriptor["callId"],
+                    callBegin=descriptor["callBegin"],
+                    callEnd=descriptor["callEnd"],
+                    fileName=descriptor["fileName"],
+                    originalFileName=descriptor["originalFileName"],
+                    callDate=descriptor["callDate"],
+                    ordinal=ordinal,
+                    count=count,
+                    ordinalCertain=certain,
+                    urlOrdinal=url_ordinal,
+                    urlCount=url_count,
+                    row=descriptor["row"],
+                )
             )
 
 
@@ -409,8 +414,8 @@ def export_bill(
     bucket: str,
     recording_queue_url: str,
     tmp_dir: str | None = None,
-) -> dict[str, Any]:
-    """Run the bill step for one message. Returns a small JSON-able summary (stored by idempotency).
+) -> BillResult:
+    """Run the bill step for one message. Returns its summary and the counts the handler emits.
 
     Raises on transient problems (CC-FS 5xx/flow control/auth, S3/SQS errors) so the message is
     retried; consumes the message on permanent ones after marking the job FAILED.
@@ -419,7 +424,7 @@ def export_bill(
     state, job = progress.begin_download(rid)
     if state == "skip":
         logger.info("job not downloadable, skipping bill", extra={"response_id": rid, "status": job.get("job_status")})
-        return {"responseId": rid, "outcome": "skipped", "status": job.get("job_status")}
+        return BillResult({"responseId": rid, "outcome": "skipped", "status": job.get("job_status")})
     job = {**job, "bill_file_name": message.billFileName}
     raw_key = layout.raw_key(message.tenant, message.billFileName)
     workdir = tempfile.mkdtemp(prefix="bill-", dir=tmp_dir)
@@ -432,7 +437,7 @@ def export_bill(
             raise  # credentials or clock: retry, alarm; not this bill's fault
         except (CcfsNotFound, CcfsPermanentError) as exc:
             _fail(progress, message, job, f"downloadBillFile failed: {exc}", {})
-            return {"responseId": rid, "outcome": "failed", "error": str(exc)}
+            return BillResult({"responseId": rid, "outcome": "failed", "error": str(exc)})
         raw = {"key": raw_key, "size": size, "sha256": _sha256_file(zip_path)}
         s3.upload_file(zip_path, bucket, raw_key, ExtraArgs={"ContentType": "application/zip"})
         logger.info("bill ZIP stored", extra={"response_id": rid, "key": raw_key, "size": size})
@@ -477,7 +482,7 @@ def export_bill(
                 f"bill ZIP unusable: {exc}",
                 {"raw": raw, "bad_rows": bad.listed, "bad_rows_truncated": bad.count > len(bad.listed)},
             )
-            return {"responseId": rid, "outcome": "failed", "error": str(exc)}
+            return BillResult({"responseId": rid, "outcome": "failed", "error": str(exc)})
 
         cdr_keys: list[dict[str, Any]] = []
         index_keys: list[dict[str, Any]] = []
@@ -530,13 +535,10 @@ def export_bill(
         }
         if not progress.save_bill_results(rid, results):
             logger.warning("job left DOWNLOADING during the bill step; not fanning out", extra={"response_id": rid})
-            return {"responseId": rid, "outcome": "abandoned"}
-        metrics.add_metric(name="BillRows", unit=MetricUnit.Count, value=cdr_rows + index_rows)
-        metrics.add_metric(name="BadRows", unit=MetricUnit.Count, value=bad.count)
-        # Always emitted (also as 0) so the alarm sees data points; an entry the reader cannot
+            return BillResult({"responseId": rid, "outcome": "abandoned"})
+        # Always reported (also as 0) so the alarm sees data points; an entry the reader cannot
         # classify is data this export did not read (a naming change at CC-FS): alarmed.
-        metrics.add_metric(name="BillEntriesUnrecognised", unit=MetricUnit.Count, value=len(unexpected))
-        metrics.add_metric(name="BillEntriesEmpty", unit=MetricUnit.Count, value=len(empty))
+        counted = dict(zip(BILL_METRICS, (cdr_rows + index_rows, bad.count, len(unexpected), len(empty)), strict=True))
         if unexpected or empty:
             logger.warning(
                 "bill has entries that gave no rows",
@@ -560,6 +562,6 @@ def export_bill(
             },
         )
         completed = progress.maybe_complete(rid) if recordings.total == 0 else False
-        return {"responseId": rid, "outcome": "completed" if completed else "fanned_out", **counts}
+        return BillResult({"responseId": rid, "outcome": "completed" if completed else "fanned_out", **counts}, counted)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -36,6 +36,7 @@ from ccfs.models import BillCallbackBody
 from exporter.config import ALL_ACCOUNTS
 from exporter.jobs import JobStore
 from exporter.keys import JobStatus
+from exporter.messages import BillMessage
 
 __all__ = [
     "OUTCOME_METRICS",
@@ -47,8 +48,8 @@ __all__ = [
     "promote_early_callback",
 ]
 
-BillSender = Callable[[dict[str, str]], None]
-"""Sends one BillQueue message body (a dict serialised as JSON by the adapter)."""
+BillSender = Callable[[BillMessage], None]
+"""Sends one BillQueue message (serialised by the adapter with :func:`exporter.messages.body`)."""
 
 _MAX_ROUNDS = 4
 
@@ -85,16 +86,14 @@ OUTCOME_METRICS: dict[CallbackOutcome, tuple[str, ...]] = {
 """Metric names (count 1 each) per outcome (docs/design.md metric list)."""
 
 
-def bill_message(job: Mapping[str, Any]) -> dict[str, str]:
+def bill_message(job: Mapping[str, Any]) -> BillMessage:
     """The BillQueue message for a READY job: ``{responseId, billFileName, tenant, accountId?}``."""
-    message = {
-        "responseId": str(job["response_id"]),
-        "billFileName": str(job["bill_file_name"]),
-        "tenant": str(job.get("tenant") or ALL_ACCOUNTS),
-    }
-    if job.get("account_id"):
-        message["accountId"] = str(job["account_id"])
-    return message
+    return BillMessage(
+        responseId=str(job["response_id"]),
+        billFileName=str(job["bill_file_name"]),
+        tenant=str(job.get("tenant") or ALL_ACCOUNTS),
+        accountId=str(job["account_id"]) if job.get("account_id") else None,
+    )
 
 
 def account_mismatch(owned: frozenset[str], account_id: str | None) -> bool:

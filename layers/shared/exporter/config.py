@@ -13,9 +13,18 @@ from functools import lru_cache
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-__all__ = ["ALL_ACCOUNTS", "ConfigError", "Settings", "get_settings"]
+__all__ = ["ALL_ACCOUNTS", "ConfigError", "Settings", "get_settings", "import_setting"]
 
 ALL_ACCOUNTS = "_all"
 """Tenant key (and S3 ``account_id=`` value) when no accountId is configured or present."""
@@ -70,6 +79,8 @@ _ENV = {
     "MAX_RECEIVE_COUNT": "max_receive_count",
     "STALLED_JOB_HOURS": "stalled_job_hours",
     "RECORDING_GRACE_HOURS": "recording_grace_hours",
+    "RECORDING_CONCURRENCY": "recording_concurrency",
+    "IDEMPOTENCY_EXPIRY_SECONDS": "idempotency_expiry_seconds",
 }
 
 
@@ -108,6 +119,11 @@ class Settings(BaseModel):
     recording_grace_hours: float = Field(default=24, gt=0, le=14 * 24)
     """How long a recording the index lists may stay "not found" (CC-FS syncs recordings by a
     scheduled task) before it is recorded FAILED: retried with growing delays until then."""
+    recording_concurrency: int = Field(default=1, ge=1)
+    """Threads copying one batch of recordings (template.yaml: ``RecordingThreads``); 1 = one at a time."""
+    idempotency_expiry_seconds: int = Field(default=8 * 3600, ge=1)
+    """How long a completed bill's idempotency record answers a redelivered message: at least
+    maxReceiveCount x the BillQueue's visibility timeout (Powertools' default, 1 h, is shorter)."""
 
     @field_validator("tenant_timezone")
     @classmethod
@@ -160,6 +176,24 @@ class Settings(BaseModel):
                 for e in exc.errors()
             )
             raise ConfigError(f"invalid function configuration ({problems}); check the stack parameters") from None
+
+
+def import_setting(field: str, environ: Mapping[str, str] | None = None) -> Any:
+    """One setting, read from its environment variable and validated alone, as :class:`Settings`
+    would: for the objects a handler builds at import (Powertools' idempotency configuration and
+    store, the batch processors), which must not need the whole environment to be valid (the
+    first invocation's :func:`get_settings` reports that)."""
+    env = os.environ if environ is None else environ
+    name = next(n for n, f in _ENV.items() if f == field)
+    info = Settings.model_fields[field]
+    if env.get(name, "") == "":
+        return info.get_default(call_default_factory=True)
+    try:
+        annotation = Annotated[info.annotation, *info.metadata] if info.metadata else info.annotation
+        return TypeAdapter(annotation).validate_python(env[name])
+    except ValidationError as exc:
+        problem = exc.errors(include_url=False, include_input=False)[0]["msg"]
+        raise ConfigError(f"invalid function configuration ({name}: {problem}); check the stack parameters") from None
 
 
 @lru_cache(maxsize=1)

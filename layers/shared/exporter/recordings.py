@@ -37,7 +37,7 @@ import ssl
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO, Protocol, cast
 from urllib.parse import unquote
 
@@ -45,12 +45,12 @@ import httpx
 from aws_lambda_powertools.metrics import MetricUnit
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, ConfigDict, Field
 
 from ccfs.errors import CcfsAuthError, CcfsNotFound, CcfsPermanentError, redact, redact_url
-from ccfs.models import ResponseId, parse_time
+from ccfs.models import parse_time
 from exporter import layout
 from exporter.aws import logger, metrics
+from exporter.messages import RecordingMessage
 from exporter.progress import Progress, RecordingOutcome
 from exporter.streams import HashingReader, file_chunks
 
@@ -59,7 +59,6 @@ __all__ = [
     "TRANSFER_CONFIG",
     "PermanentRecordingError",
     "RecordingCopier",
-    "RecordingMessage",
     "RecordingNotYetAvailable",
     "RecordingSource",
     "TransientRecordingError",
@@ -124,65 +123,6 @@ class RecordingSource(Protocol):
     ) -> list[str]: ...
 
     def download_record_file(self, file_name: str, sink: BinaryIO) -> int: ...
-
-
-class RecordingMessage(BaseModel):
-    """RecordingQueue body (docs/design.md, "Messages"); ``ordinal`` is 1-based within ``count``."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    responseId: ResponseId
-    tenant: str = Field(min_length=1)
-    accountId: str | None = None
-    callId: str = Field(min_length=1, max_length=25)
-    callBegin: str
-    callEnd: str
-    fileName: str = Field(min_length=1, max_length=512)
-    originalFileName: str | None = None
-    callDate: str | None = None
-    ordinal: int = Field(default=1, ge=1)
-    count: int = Field(default=1, ge=1)
-    ordinalCertain: bool = False
-    keyName: str | None = Field(default=None, min_length=1, max_length=128)
-    """The bill step could place this recording among its call's by (call_begin, call_end): every
-    row of the call has both times and no other row has the same pair. Absent (older messages):
-    not certain, so several URLs are never matched by position."""
-    urlOrdinal: int | None = Field(default=None, ge=1)
-    urlCount: int | None = Field(default=None, ge=1)
-    """Position among the URLs of this recording's own window: the call's rows whose call_begin falls
-    within [callBegin, callEnd], the window the copier asks for (usually just this one)."""
-    row: dict[str, Any] = Field(default_factory=dict)
-    notFoundSince: datetime | None = None
-    """When CC-FS first answered "not found" for this listed recording (UTC): the start of its grace
-    period. Set on the messages the copier sends again (:meth:`RecordingCopier.process`)."""
-    notBefore: datetime | None = None
-    """Do not ask CC-FS again before this time (UTC): a retry delay longer than SQS's 15-minute
-    ``DelaySeconds`` is waited out in hops of at most 15 minutes."""
-    lateRetries: int = Field(default=0, ge=0)
-    hop: int = Field(default=0, ge=0)
-    """How many times this recording's message was sent again by the copier (waiting hops included):
-    logged with each postponement, so a recording's history can be followed in the logs."""
-
-    @property
-    def stem(self) -> str:
-        """The recording's name in its keys (S3, REC item): the file's stem, or ``keyName`` when
-        another recording of the call shares that stem (set by the bill step)."""
-        return self.keyName or layout.recording_stem(self.fileName)
-
-    @property
-    def account(self) -> str:
-        return layout.account_partition(self.accountId or self.row.get("account_id"))
-
-    @property
-    def day(self) -> date:
-        return date.fromisoformat(self.callDate) if self.callDate else layout.call_date(self.callBegin)
-
-    def keys(self) -> tuple[str, str]:
-        """``(recording key, sidecar key)``; raises ValueError on data unusable in a key."""
-        return (
-            layout.recording_key(self.account, self.day, self.callId, self.stem),
-            layout.sidecar_key(self.account, self.day, self.callId, self.stem),
-        )
 
 
 # ---------------------------------------------------------------------------- dead letters
@@ -409,8 +349,8 @@ class RecordingCopier:
     transfer_config: TransferConfig | None = None  # None: the module's TRANSFER_CONFIG (+ copy settings)
     tmp_dir: str | None = None
     clock: Any = None
-    requeue: Callable[[dict[str, Any], int], None] | None = None
-    """Sends a RecordingQueue message body again with a delay in seconds (≤ 900): how a recording
+    requeue: Callable[[RecordingMessage, int], None] | None = None
+    """Sends a RecordingQueue message again with a delay in seconds (≤ 900): how a recording
     that is not there yet is asked for later. None: such a recording fails at once."""
     grace: timedelta = timedelta(hours=24)
 
@@ -533,9 +473,8 @@ class RecordingCopier:
         update: dict[str, Any] = {"hop": message.hop + 1}
         if not_before is not None:
             update["notBefore"] = not_before
-        body = message.model_copy(update=update).model_dump(mode="json", exclude_none=True)
         seconds = max(0, min(SQS_MAX_DELAY_SECONDS, int(delay.total_seconds() + 0.999)))
-        self.requeue(body, seconds)
+        self.requeue(message.model_copy(update=update), seconds)
 
     # ------------------------------------------------------------------ export
 

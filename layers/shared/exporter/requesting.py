@@ -29,10 +29,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any, Literal, Protocol
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, StringConstraints, ValidationError, model_validator
+from pydantic import ValidationError
 
 from ccfs.errors import CcfsAuthError, CcfsError, CcfsNotFound, CcfsPermanentError
 from ccfs.models import TIME_FORMAT, parse_time
@@ -40,12 +40,12 @@ from exporter.callbacks import BillSender, promote_early_callback
 from exporter.config import ALL_ACCOUNTS, ConfigError, Settings
 from exporter.jobs import JobStore, NewJob, RecordResult, WindowClaim
 from exporter.keys import JobStatus
+from exporter.messages import BackfillMessage, validation_reason
 from exporter.planner import Window, initial_cursor, next_grid_start, plan_windows, settled_local, split_range
 
 __all__ = [
     "CLAIM_RETRY_MINUTES",
     "Backfill",
-    "BackfillMessage",
     "BackfillRetry",
     "BillRequester",
     "InvalidBackfill",
@@ -53,6 +53,7 @@ __all__ = [
     "RequestContext",
     "RequestOutcome",
     "handle_backfill",
+    "handle_backfill_message",
     "parse_backfill",
     "planning_lag_minutes",
     "reconcile",
@@ -96,7 +97,7 @@ class RequestContext:
     key only when a request is about to be made (lazy secrets)."""
     clock: Callable[[], datetime]
     """Aware UTC now."""
-    send_request: Callable[[dict[str, str]], None]
+    send_request: Callable[[BackfillMessage], None]
     """Sends a RequestQueue message (backfill continuation)."""
     send_bill: BillSender
     """Sends a BillQueue message (a callback that beat its request, see ``promote_early_callback``)."""
@@ -436,34 +437,6 @@ class BackfillRetry(RuntimeError):
     """CC-FS was unavailable: fail the SQS record so it is redelivered later."""
 
 
-def _empty_to_none(value: Any) -> Any:
-    return None if value == "" else value
-
-
-class BackfillMessage(BaseModel):
-    """``{"accountId"?, "beginTime", "endTime", "dataType"?}``, tenant-local times."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    accountId: Annotated[
-        Annotated[str, StringConstraints(min_length=1, max_length=20, pattern=r"^\S+$")] | None,
-        BeforeValidator(_empty_to_none),
-    ] = None
-    beginTime: str
-    endTime: str
-    dataType: Literal["call", "record", "call_record"] = "call_record"
-
-    @model_validator(mode="after")
-    def _times(self) -> BackfillMessage:
-        try:
-            begin, end = parse_time(self.beginTime), parse_time(self.endTime)
-        except ValueError as exc:
-            raise ValueError(f"{exc} (times are tenant-local yyyy-MM-dd HH:mm:ss)") from None
-        if end < begin:
-            raise ValueError("endTime is before beginTime")
-        return self
-
-
 @dataclass(frozen=True)
 class Backfill:
     tenant: str
@@ -474,23 +447,16 @@ class Backfill:
     message_account_id: str | None
     """The accountId as the message gave it (kept for the continuation message)."""
 
-    def continuation(self, begin: datetime) -> dict[str, str]:
-        message = {
-            "beginTime": begin.strftime(TIME_FORMAT),
-            "endTime": self.end.strftime(TIME_FORMAT),
-            "dataType": self.data_type,
-        }
-        if self.message_account_id:
-            message = {"accountId": self.message_account_id, **message}
-        return message
-
-
-def _validation_reason(exc: ValidationError) -> str:
-    parts = []
-    for error in exc.errors(include_url=False, include_input=False):
-        loc = ".".join(str(p) for p in error["loc"]) or "message"
-        parts.append(f"{loc}: {error['msg']}")
-    return "; ".join(parts)
+    def continuation(self, begin: datetime) -> BackfillMessage:
+        """The RequestQueue message for the rest of the range, from ``begin``."""
+        return BackfillMessage.model_validate(
+            {
+                "accountId": self.message_account_id or None,
+                "beginTime": begin.strftime(TIME_FORMAT),
+                "endTime": self.end.strftime(TIME_FORMAT),
+                "dataType": self.data_type,
+            }
+        )
 
 
 def parse_backfill(body: str, settings: Settings) -> Backfill:
@@ -504,7 +470,7 @@ def parse_backfill(body: str, settings: Settings) -> Backfill:
     try:
         message = BackfillMessage.model_validate(data)
     except ValidationError as exc:
-        raise InvalidBackfill(_validation_reason(exc)) from None
+        raise InvalidBackfill(validation_reason(exc, "message")) from None
 
     configured = settings.tenant_account_ids
     account = message.accountId
@@ -526,6 +492,22 @@ def parse_backfill(body: str, settings: Settings) -> Backfill:
         data_type=message.dataType,
         message_account_id=message.accountId,
     )
+
+
+def handle_backfill_message(ctx: RequestContext, body: str, report: Report, *, message_id: str) -> None:
+    """One RequestQueue message: parsed (:func:`parse_backfill`), then :func:`handle_backfill`. An
+    invalid one is counted and logged with the reason, then raised: its record fails on purpose, SQS
+    moves it to the DLQ after ``maxReceiveCount`` and the DLQ alarm fires."""
+    try:
+        backfill = parse_backfill(body, ctx.settings)
+    except InvalidBackfill as exc:
+        report.backfill_rejected += 1
+        logger.error(
+            "backfill message rejected; it will be retried until it reaches the DLQ",
+            extra={"messageId": message_id, "reason": str(exc)},
+        )
+        raise
+    handle_backfill(ctx, backfill, report)
 
 
 def handle_backfill(ctx: RequestContext, backfill: Backfill, report: Report) -> None:

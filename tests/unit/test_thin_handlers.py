@@ -1,0 +1,47 @@
+"""Handlers stay thin (issue 13): parse → domain → respond, at most 60 lines of logic each (code
+outside imports, docstrings, comments and blank lines); the work lives in ``layers/``."""
+
+from __future__ import annotations
+
+import ast
+import io
+import tokenize
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+MAX_LOGIC_LINES = 60
+_NOT_CODE = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER}
+
+
+def logic_lines(source: str) -> int:
+    """Lines holding code that is neither an import nor a docstring."""
+    skipped: set[int] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            skipped.update(range(node.lineno, (node.end_lineno or node.lineno) + 1))
+        body = getattr(node, "body", None)
+        for stmt in body if isinstance(body, list) else []:
+            if (
+                isinstance(stmt, ast.Expr)
+                and isinstance(stmt.value, ast.Constant)
+                and isinstance(stmt.value.value, str)
+            ):
+                skipped.update(range(stmt.lineno, (stmt.end_lineno or stmt.lineno) + 1))
+    lines: set[int] = set()
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type not in _NOT_CODE:
+            lines.update(n for n in range(token.start[0], token.end[0] + 1) if n not in skipped)
+    return len(lines)
+
+
+def test_the_counter_counts_code_only() -> None:
+    source = '"""doc"""\nimport os\n\n# note\ndef f(x):\n    """doc\n    more"""\n    return (x +\n            1)\n'
+    assert logic_lines(source) == 3
+
+
+@pytest.mark.parametrize("app", sorted(p.parent.name for p in (ROOT / "functions").glob("*/app.py")))
+def test_each_handler_has_at_most_60_lines_of_logic(app: str) -> None:
+    count = logic_lines((ROOT / "functions" / app / "app.py").read_text(encoding="utf-8"))
+    assert count <= MAX_LOGIC_LINES, f"functions/{app}/app.py: {count} lines of logic; move the work into layers/"
