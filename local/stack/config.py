@@ -9,7 +9,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from local.stack.cfn import load_template
+from local.stack.cfn import CreatedResources, StackModel, load_template
 from local.stack.procs import ROOT
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "StackConfig",
     "StackNames",
     "declared_parameters",
+    "local_deviations",
     "parameter_default",
     "session_credentials",
 ]
@@ -130,6 +131,23 @@ class StackNames:
     def work_queues(self) -> dict[str, str]:
         return {k: v for k, v in self.queues.items() if k in self.consumed}
 
+    def record(self, resources: CreatedResources, model: StackModel, stack_name: str) -> None:
+        """Take the physical names of the created resources and the functions' names."""
+        r = resources
+        for lid, kind in r.types.items():
+            self.physical[lid] = r.physical[lid]
+            if kind == "AWS::SQS::Queue":
+                self.queues[lid] = r.physical[lid]
+                self.queue_arns[lid] = r.attributes[lid]["Arn"]
+        tables = [lid for lid, kind in r.types.items() if kind == "AWS::DynamoDB::Table"]
+        buckets = [lid for lid, kind in r.types.items() if kind == "AWS::S3::Bucket"]
+        self.jobs_table = r.physical.get("JobsTable", r.physical[tables[0]] if tables else "")
+        self.idempotency_table = r.physical.get("IdempotencyTable", "")
+        self.bucket = r.physical.get("ExportBucket", r.physical[buckets[0]] if buckets else "")
+        for lid in model.functions:
+            self.functions[lid] = f"{stack_name}-{lid}"
+        self.consumed = {m.queue for m in model.mappings if m.enabled}
+
     def to_json(self) -> dict[str, Any]:
         return {
             "endpoint_url": self.endpoint_url,
@@ -147,6 +165,38 @@ class StackNames:
             "api_ca_file": self.api_ca_file,
             "functions": dict(self.functions),
         }
+
+
+def local_deviations(config: StackConfig, named_hosts: bool, resource_notes: list[str]) -> dict[str, str]:
+    """The local deviations from the template, for the summary (``LocalStack.overrides``):
+    ``named_hosts`` whether the stack's names resolve through netmap; ``resource_notes`` what
+    resource creation changed (``CreatedResources.notes``)."""
+    out = {
+        "VisibilityTimeout": f"{config.visibility_timeout} s on every work queue (template: 6x the "
+        "consumer timeout); pollers heartbeat in-flight messages instead",
+        "CallbackTimeoutMinutes": f"{config.callback_timeout_minutes} (template minimum 15)",
+        "schedule": f"fires every {config.tick_seconds:g} s"
+        + (" (template rate is scaled down)" if config.schedule else " - off"),
+        "MaximumConcurrency": f"capped at {config.max_concurrency} (fewer consumers than the template)"
+        if config.max_concurrency
+        else "as the template (one worker per concurrent consumer)",
+        "CC-FS callback retry": f"{config.callback_retry_interval:g} s (CC-FS: 10 min)",
+        "CALLBACK_URL": "the local API front (set when it starts)",
+        "DNS and CA store": (
+            "ccfs.sim.internal, obs.sim.internal and the API's execute-api name resolve to 127.0.0.1 ports "
+            "(netmap); SSL_CERT_FILE = certifi + the object store's CA"
+            if named_hosts
+            else "the simulator's own addresses (StackConfig.simulator); SSL_CERT_FILE = certifi + its CA"
+        ),
+        "POWERTOOLS_TRACE_DISABLED": "true (no X-Ray daemon locally)",
+    }
+    for target, value in config.patches.items():
+        out[target] = f"{value!r} in the function processes (hard-coded in the product)"
+    for note in resource_notes:
+        if "(local override)" not in note:
+            lid, _, text = note.partition(":")
+            out[lid.split(" ", 1)[0].split(".", 1)[0]] = text.strip() or note
+    return out
 
 
 def parameter_default(template: Path, name: str, fallback: Any) -> Any:

@@ -36,6 +36,7 @@ from local.stack.config import (
     StackConfig,
     StackNames,
     declared_parameters,
+    local_deviations,
     parameter_default,
     session_credentials,
 )
@@ -203,7 +204,8 @@ class LocalStack:
         self.resources = create_data_resources(
             self.model, self._session, self.names.endpoint_url, {"VisibilityTimeout": cfg.visibility_timeout}
         )
-        self._record_names()
+        self.names.record(self.resources, self.model, cfg.stack_name)
+        self.overrides = local_deviations(cfg, bool(self.names.hosts), self.resources.notes)
         self.launcher = FunctionLauncher(cfg, self.names, self.model, self.resources, self.run_dir, env)
         if cfg.schedule:
             begin = datetime.combine(self.base_date, datetime.min.time())
@@ -263,48 +265,6 @@ class LocalStack:
             del values[name]
             self._events.append(f"template has no parameter {name}; local value not used")
         return values
-
-    def _record_names(self) -> None:
-        assert self.model is not None and self.resources is not None
-        r = self.resources
-        for lid, kind in r.types.items():
-            self.names.physical[lid] = r.physical[lid]
-            if kind == "AWS::SQS::Queue":
-                self.names.queues[lid] = r.physical[lid]
-                self.names.queue_arns[lid] = r.attributes[lid]["Arn"]
-        tables = [lid for lid, kind in r.types.items() if kind == "AWS::DynamoDB::Table"]
-        buckets = [lid for lid, kind in r.types.items() if kind == "AWS::S3::Bucket"]
-        self.names.jobs_table = r.physical.get("JobsTable", r.physical[tables[0]] if tables else "")
-        self.names.idempotency_table = r.physical.get("IdempotencyTable", "")
-        self.names.bucket = r.physical.get("ExportBucket", r.physical[buckets[0]] if buckets else "")
-        for lid in self.model.functions:
-            self.names.functions[lid] = f"{self.config.stack_name}-{lid}"
-        self.names.consumed = {m.queue for m in self.model.mappings if m.enabled}
-        self.overrides = {
-            "VisibilityTimeout": f"{self.config.visibility_timeout} s on every work queue (template: 6x the "
-            "consumer timeout); pollers heartbeat in-flight messages instead",
-            "CallbackTimeoutMinutes": f"{self.config.callback_timeout_minutes} (template minimum 15)",
-            "schedule": f"fires every {self.config.tick_seconds:g} s"
-            + (" (template rate is scaled down)" if self.config.schedule else " - off"),
-            "MaximumConcurrency": f"capped at {self.config.max_concurrency} (fewer consumers than the template)"
-            if self.config.max_concurrency
-            else "as the template (one worker per concurrent consumer)",
-            "CC-FS callback retry": f"{self.config.callback_retry_interval:g} s (CC-FS: 10 min)",
-            "CALLBACK_URL": "the local API front (set when it starts)",
-            "DNS and CA store": (
-                "ccfs.sim.internal, obs.sim.internal and the API's execute-api name resolve to 127.0.0.1 ports "
-                "(netmap); SSL_CERT_FILE = certifi + the object store's CA"
-                if self.names.hosts
-                else "the simulator's own addresses (StackConfig.simulator); SSL_CERT_FILE = certifi + its CA"
-            ),
-            "POWERTOOLS_TRACE_DISABLED": "true (no X-Ray daemon locally)",
-        }
-        for target, value in self.config.patches.items():
-            self.overrides[target] = f"{value!r} in the function processes (hard-coded in the product)"
-        for note in r.notes:
-            if "(local override)" not in note:
-                lid, _, text = note.partition(":")
-                self.overrides[lid.split(" ", 1)[0].split(".", 1)[0]] = text.strip() or note
 
     def function_env(self, logical_id: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         """The environment the template gives ``logical_id``, resolved against the local stack."""
