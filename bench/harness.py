@@ -202,11 +202,8 @@ def serve_bill(sim: Any, path: Path, response_id: str) -> str:
 
     Uses the simulator's bill registry directly: bills of 1 M+ rows are written by the benchmark's
     own streaming writer, as the simulator builds bills in memory from its synthetic calls."""
-    from local.ccfs_simulator.simulator import _Bill
-
     name = f"{datetime.now(UTC):%Y%m%d}_{response_id}.zip"
-    with sim._lock:
-        sim._bills[name] = _Bill(ak=sim.ak, path=path)
+    sim.bills.register_bill(name, sim.ak, path)
     return name
 
 

@@ -101,7 +101,7 @@ def restart_simulator(sim: Any, down_seconds: float) -> Any:
 def force_first_faults(sim: Any, kinds: dict[str, int]) -> None:
     """The first ``n`` draws of each fault kind fire, the rest follow the profile's rates: every
     kind of fault happens in every run, however few windows or recordings it has."""
-    original = sim._roll
+    original = sim.fault_streams.roll
     left = dict(kinds)
 
     def roll(kind: str, rate: float) -> bool:
@@ -110,7 +110,7 @@ def force_first_faults(sim: Any, kinds: dict[str, int]) -> None:
             return True
         return bool(original(kind, rate))
 
-    sim._roll = roll
+    sim.fault_streams.roll = roll
 
 
 def make_unrecoverable(sim: Any, tenants: list[str], day: Any, calls: int) -> dict[str, list[Any]]:
@@ -122,15 +122,15 @@ def make_unrecoverable(sim: Any, tenants: list[str], day: Any, calls: int) -> di
             chosen[call.call_id] = list(call.recordings)
     files = {r.file_name for recs in chosen.values() for r in recs}
     sim.set_faults(not_found_calls=set(chosen))
-    original = sim._op_downloadRecordFile
+    original = sim.operations._op_downloadRecordFile
 
     def download_record_file(ex: Any, ak: str, payload: dict[str, Any]) -> None:
         if (payload.get("msgBody") or {}).get("fileName") in files:
-            sim._reply(ex, "0300012")
+            sim.operations.reply(ex, "0300012")
             return
         original(ex, ak, payload)
 
-    sim._op_downloadRecordFile = download_record_file
+    sim.operations._op_downloadRecordFile = download_record_file
     return chosen
 
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from local.stack.cfn import REGION, load_template
+from local.stack.config import FAKE_CREDENTIALS
 from local.stack.procs import ROOT, spawn
-from local.stack.stack import FAKE_CREDENTIALS
 
 STUBS = Path(__file__).resolve().parent / "stubs"
 TEMPLATE = ROOT / "template.yaml"

@@ -9,8 +9,8 @@ import pytest
 
 from local.stack.cfn import EventSourceMapping, Resolver, TemplateError, Unresolvable, references
 from local.stack.events import api_gateway_event, sqs_event
+from local.stack.functions import consumers
 from local.stack.report import emf_totals
-from local.stack.stack import consumers
 from local.stack.verify import _compare, coverage_gap, recording_base
 
 pytestmark = pytest.mark.e2e
