@@ -379,7 +379,7 @@ class Aws:
         """A job item as request_export writes it (``NewJob.item``), moved to ``status``."""
         from boto3.dynamodb.types import TypeSerializer
 
-        from exporter.jobs import NewJob, WindowClaim
+        from exporter.jobs.items import NewJob, WindowClaim
         from exporter.planner import Window
 
         claim = WindowClaim(

@@ -32,7 +32,7 @@ from exporter import ccfs_factory
 from exporter.aws import client, logger, metrics
 from exporter.callbacks import OUTCOME_METRICS, CallbackOutcome, process_callback
 from exporter.config import ConfigError, get_settings
-from exporter.jobs import JobStore
+from exporter.jobs.store import JobStore
 from exporter.tenants import TenantKeys
 
 CALLBACK_PATH = "/ccfs/callback"

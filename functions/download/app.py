@@ -47,7 +47,7 @@ from exporter.batching import ConcurrentBatchProcessor, log_keys
 from exporter.bill_export import BillMessage, export_bill
 from exporter.ccfs_factory import ccfs_client, recording_http
 from exporter.config import Settings, get_settings
-from exporter.progress import Progress
+from exporter.jobs.progress import Progress
 from exporter.recordings import RecordingCopier, RecordingMessage, settle_dead_letter
 
 RECORDING_CONCURRENCY = max(1, int(os.environ.get("RECORDING_CONCURRENCY") or 1))

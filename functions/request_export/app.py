@@ -27,7 +27,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from exporter import ccfs_factory
 from exporter.aws import client, logger, metrics
 from exporter.config import ConfigError, Settings, get_settings
-from exporter.jobs import JobStore
+from exporter.jobs.store import JobStore
 from exporter.requesting import (
     InvalidBackfill,
     Report,

@@ -21,8 +21,8 @@ import pytest
 
 from ccfs.auth import sign
 from exporter.aws import resource
-from exporter.jobs import NewJob, WindowClaim
-from exporter.keys import job_key
+from exporter.jobs.items import NewJob, WindowClaim
+from exporter.jobs.keys import job_key
 from exporter.planner import Window
 from tests.conftest import CurrentStdout, emf_totals, load_handler, sqs_messages
 
@@ -587,7 +587,7 @@ def test_an_unsolicited_callback_is_attributed_to_the_signing_tenant(
 def test_an_early_callback_of_tenant_a_is_not_adopted_by_tenant_bs_window(two_tenants: Harness) -> None:
     """The callback came before the request was recorded (UNSOLICITED), but signed by another
     tenant: recording tenant B's request must not take it as B's callback."""
-    from exporter.jobs import JobStore
+    from exporter.jobs.store import JobStore
 
     assert two_tenants.call(make_event(_body(), ak="ak-one", sk="sk-one"))[0] == 200
     store = JobStore(two_tenants.settings.jobs_table)

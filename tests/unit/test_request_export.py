@@ -28,8 +28,9 @@ from ccfs.errors import (
 from exporter import ccfs_factory
 from exporter.aws import resource
 from exporter.config import Settings
-from exporter.jobs import JobStore, NewJob, WindowClaim
-from exporter.keys import JobStatus, job_key, utc_now_iso, window_key
+from exporter.jobs.items import NewJob, WindowClaim
+from exporter.jobs.keys import JobStatus, job_key, utc_now_iso, window_key
+from exporter.jobs.store import JobStore
 from exporter.planner import Window
 from exporter.requesting import (
     InvalidBackfill,
