@@ -68,11 +68,13 @@ class Progress:
     bucket: str
     retention_days: int = 365
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    jobs_table: JobsTable | None = field(default=None, repr=False)
+    """The table access itself, for a stand-in with ``JobsTable``'s methods (tests/fakes)."""
     _table: JobsTable = field(init=False, repr=False)
     manifests: ManifestWriter = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._table = JobsTable(self.ddb, self.table)
+        self._table = self.jobs_table or JobsTable(self.ddb, self.table)
         self.manifests = ManifestWriter(self.s3, self.bucket, lambda: self.clock())
 
     # ------------------------------------------------------------------ job

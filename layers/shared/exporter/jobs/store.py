@@ -52,12 +52,18 @@ class RecordResult(StrEnum):
 class JobStore:
     """Conditional reads and writes of the jobs table."""
 
-    def __init__(self, table_name: str, retention_days: int = 365, ddb: Any = None) -> None:
-        if ddb is None:
-            from exporter.aws import client
+    def __init__(
+        self, table_name: str, retention_days: int = 365, ddb: Any = None, *, jobs_table: JobsTable | None = None
+    ) -> None:
+        """``ddb``: a low-level DynamoDB client (default: the process's). ``jobs_table``: the table
+        access itself, for a stand-in with ``JobsTable``'s methods (tests/fakes)."""
+        if jobs_table is None:
+            if ddb is None:
+                from exporter.aws import client
 
-            ddb = client("dynamodb")
-        self._table = JobsTable(ddb, table_name)
+                ddb = client("dynamodb")
+            jobs_table = JobsTable(ddb, table_name)
+        self._table = jobs_table
         self.table = table_name
         self.retention_days = retention_days
 
