@@ -9,8 +9,8 @@ types existed (``item.get(name)``, ``int(item.get(name, 0))``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any, Literal, Self
 
@@ -24,16 +24,26 @@ def epoch(now: datetime) -> int:
     return int(now.timestamp())
 
 
-def _opt_str(value: Any) -> str | None:
-    return None if value is None else str(value)
+def _opt_int(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
-def _status(value: Any) -> JobStatus | None:
-    return JobStatus(str(value)) if value else None
+_READ: dict[str, Callable[[Any], Any]] = {
+    # a field's annotation (a string: ``from __future__ import annotations``) -> how an attribute
+    # becomes its value; an absent attribute reads as ``None`` first
+    "str | None": lambda v: None if v is None else str(v),
+    "int": lambda v: int(v or 0),
+    "int | None": _opt_int,
+    "bool": bool,
+    "JobStatus | None": lambda v: JobStatus(str(v)) if v else None,
+    "frozenset[str]": lambda v: frozenset(str(t) for t in v or ()),
+    "tuple[str, ...]": lambda v: tuple(str(t) for t in v or ()),
+}
 
 
-def _strs(value: Any) -> tuple[str, ...]:
-    return tuple(str(v) for v in value or ())
+def _typed(cls: type, item: Mapping[str, Any], skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The item's attributes named like ``cls``'s fields, each read as its annotation says."""
+    return {f.name: _READ[str(f.type)](item.get(f.name)) for f in fields(cls) if f.name not in skip}
 
 
 @dataclass(frozen=True)
@@ -83,49 +93,7 @@ class Job:
     @classmethod
     def from_item(cls, item: Mapping[str, Any]) -> Self:
         rid = item.get("response_id") or response_id_of(str(item["pk"]))
-        return cls(
-            response_id=str(rid),
-            job_status=_status(item.get("job_status")),
-            tenant=_opt_str(item.get("tenant")),
-            account_id=_opt_str(item.get("account_id")),
-            begin_time=_opt_str(item.get("begin_time")),
-            end_time=_opt_str(item.get("end_time")),
-            data_type=_opt_str(item.get("data_type")),
-            attempt=int(item.get("attempt") or 0),
-            window_pk=_opt_str(item.get("window_pk")),
-            window_sk=_opt_str(item.get("window_sk")),
-            status_at=_opt_str(item.get("status_at")),
-            requested_at=_opt_str(item.get("requested_at")),
-            callback_at=_opt_str(item.get("callback_at")),
-            completed_at=_opt_str(item.get("completed_at")),
-            bill_file_name=_opt_str(item.get("bill_file_name")),
-            bill_enqueued=bool(item.get("bill_enqueued")),
-            bill_processed_at=_opt_str(item.get("bill_processed_at")),
-            error=_opt_str(item.get("error")),
-            superseded_by=_opt_str(item.get("superseded_by")),
-            callback_tenants=frozenset(str(t) for t in item.get("callback_tenants") or ()),
-            **{name: int(item.get(name) or 0) for name in _COUNTS},
-            unexpected_entries=_strs(item.get("unexpected_entries")),
-            empty_entries=_strs(item.get("empty_entries")),
-            raw_key=_opt_str(item.get("raw_key")),
-            manifest_key=_opt_str(item.get("manifest_key")),
-            cdr_keys=_strs(item.get("cdr_keys")),
-            index_keys=_strs(item.get("index_keys")),
-            lease_until=None if item.get("lease_until") is None else int(item["lease_until"]),
-            expires_at=None if item.get("expires_at") is None else int(item["expires_at"]),
-        )
-
-
-_COUNTS = (
-    "cdr_rows",
-    "index_rows",
-    "bad_rows",
-    "undated_rows",
-    "recordings_total",
-    "recordings_done",
-    "recordings_failed",
-)
-"""Job's counter fields (``int`` attributes that read as 0 when absent)."""
+        return cls(**{**_typed(cls, item, skip=("response_id",)), "response_id": str(rid)})
 
 
 @dataclass(frozen=True)
@@ -164,20 +132,10 @@ class WindowItem:
             tenant=str(tenant),
             window=Window.from_sk(str(item["sk"])),
             data_type=str(item.get("data_type") or "call_record"),
-            account_id=_opt_str(item.get("account_id") or None),
+            account_id=str(item["account_id"]) if item.get("account_id") else None,
             source=str(item.get("source") or "schedule"),
         )
-        return cls(
-            claim=claim,
-            job_status=_status(item.get("job_status")),
-            status_at=_opt_str(item.get("status_at")),
-            claimed_at=_opt_str(item.get("claimed_at")),
-            response_id=_opt_str(item.get("response_id")),
-            attempt=int(item.get("attempt") or 0),
-            last_error=_opt_str(item.get("last_error")),
-            error=_opt_str(item.get("error")),
-            no_data=bool(item.get("no_data")),
-        )
+        return cls(**{**_typed(cls, item, skip=("claim",)), "claim": claim})
 
 
 @dataclass(frozen=True)
@@ -250,17 +208,4 @@ class RecordingItem:
 
     @classmethod
     def from_item(cls, item: Mapping[str, Any]) -> Self:
-        size = item.get("size")
-        expires = item.get("expires_at")
-        return cls(
-            call_id=_opt_str(item.get("call_id")),
-            file_name=_opt_str(item.get("file_name")),
-            status=_opt_str(item.get("status")),
-            key=_opt_str(item.get("key")),
-            size=None if size is None else int(size),
-            sha256=_opt_str(item.get("sha256")),
-            source=_opt_str(item.get("source")),
-            error=_opt_str(item.get("error")),
-            updated_at=_opt_str(item.get("updated_at")),
-            expires_at=None if expires is None else int(expires),
-        )
+        return cls(**_typed(cls, item))
