@@ -21,7 +21,6 @@ from exporter.jobs.store import JobStore
 from exporter.jobs.table import JobsTable, from_ddb
 from exporter.planner import Window
 from tests.fakes.jobs_table import FakeJobsTable
-from tests.unit.test_progress import fast_clients
 
 T = datetime(2026, 11, 21, 17, 5, tzinfo=UTC)
 W1 = Window.from_sk("2026-11-21 15:00:00|2026-11-21 15:59:59")
@@ -58,6 +57,9 @@ def script(store: JobStore, progress: Progress) -> list[Any]:
     note(store.put_unsolicited(RID3, "20261121_c.zip", "acct001", "acct001", T, owned=frozenset({"acct001"})))
     note(store.put_unsolicited(RID3, "20261121_c.zip", "acct001", None, T))
     note(store.record_requested(NewJob(RID3, a2, 1), T))
+    b2 = WindowClaim("acct002", W2, "call_record", "acct002", "backfill")
+    note(store.claim_backfill_window(b2, T))
+    note(store.link_existing_job(NewJob(RID3, b2, 1), T))  # signed for acct001 only
     note(store.link_existing_job(NewJob(RID3, a2, 1), T))
     note(store.get_job(RID3))
 
@@ -111,8 +113,7 @@ def _plain_items(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def run(aws: Any, monkeypatch: pytest.MonkeyPatch) -> Callable[[bool], tuple[list[Any], list[dict[str, Any]]]]:
-    fast_clients(monkeypatch)
+def run(aws: Any) -> Callable[[bool], tuple[list[Any], list[dict[str, Any]]]]:
     ddb, s3 = exporter_aws.client("dynamodb"), exporter_aws.client("s3")
 
     def run(fake: bool) -> tuple[list[Any], list[dict[str, Any]]]:
@@ -134,6 +135,6 @@ def test_the_fake_jobs_table_answers_as_dynamodb_does(run: Any) -> None:
     fake_seen, fake_items = run(True)
     assert fake_seen == real_seen
     assert fake_items == real_items
-    assert len(real_items) == 8  # the cursor, 2 windows, 3 jobs, 2 REC items
+    assert len(real_items) == 9  # the cursor, 3 windows, 3 jobs, 2 REC items
     answers = [a for a in real_seen if isinstance(a, bool)]
     assert answers.count(True) >= 15 and answers.count(False) >= 15  # both sides of the conditions ran
