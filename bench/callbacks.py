@@ -49,7 +49,7 @@ def _start_front(aws: Aws, run_dir: Path) -> tuple[Any, str, str]:
 def _seed_requested(aws: Aws, response_ids: list[str]) -> None:
     from boto3.dynamodb.types import TypeSerializer
 
-    from exporter.jobs import NewJob, WindowClaim
+    from exporter.jobs.items import NewJob, WindowClaim
     from exporter.planner import Window
 
     serializer = TypeSerializer()

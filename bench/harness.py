@@ -376,7 +376,7 @@ class Aws:
         """A job item as request_export writes it (``NewJob.item``), moved to ``status``."""
         from boto3.dynamodb.types import TypeSerializer
 
-        from exporter.jobs import NewJob, WindowClaim
+        from exporter.jobs.items import NewJob, WindowClaim
         from exporter.planner import Window
 
         claim = WindowClaim(
@@ -396,8 +396,11 @@ class Aws:
     def get_job(self, response_id: str) -> dict[str, Any]:
         from boto3.dynamodb.types import TypeDeserializer
 
+        from exporter.jobs.keys import job_key
+        from exporter.jobs.table import to_ddb
+
         reply = self.client("dynamodb").get_item(
-            TableName=self.jobs_table, Key={"pk": {"S": f"JOB#{response_id}"}, "sk": {"S": "JOB"}}, ConsistentRead=True
+            TableName=self.jobs_table, Key=to_ddb(job_key(response_id)), ConsistentRead=True
         )
         deserializer = TypeDeserializer()
         return {k: deserializer.deserialize(v) for k, v in reply.get("Item", {}).items()}

@@ -28,7 +28,7 @@ from exporter.aws import logger, metrics
 from exporter.callback_http import Rejected, answer, authenticate
 from exporter.callbacks import OUTCOME_METRICS, CallbackOutcome, process_callback
 from exporter.config import get_settings
-from exporter.jobs import JobStore
+from exporter.jobs.store import JobStore
 from exporter.messages import BillMessage
 from exporter.queues import QueueSender
 

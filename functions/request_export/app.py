@@ -26,7 +26,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from exporter import ccfs_factory
 from exporter.aws import logger, metrics
 from exporter.config import Settings, get_settings
-from exporter.jobs import JobStore
+from exporter.jobs.store import JobStore
 from exporter.messages import is_schedule_event, is_sqs_batch
 from exporter.queues import QueueSender
 from exporter.requesting import Report, RequestContext, handle_backfill_message, run_tick

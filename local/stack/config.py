@@ -37,7 +37,7 @@ TIME_PATCHES: dict[str, Any] = {
     # retries) is retried by the reconciler once CLAIM_RETRY_MINUTES passed and the claim's lease
     # (LEASE_SECONDS) expired: 5 min each in the product, 15 s here.
     "exporter.requesting.CLAIM_RETRY_MINUTES": 0.25,
-    "exporter.jobs.LEASE_SECONDS": 15,
+    "exporter.jobs.store.LEASE_SECONDS": 15,
     # A recording CC-FS has not synced yet is asked for again after 5 min, 10, 20 … (at most 6 h
     # apart) in the product; after 1 s, 2, 4 … (at most 8 s apart) here (RecordingGraceHours:
     # StackConfig.recording_grace_seconds).

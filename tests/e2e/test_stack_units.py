@@ -239,3 +239,15 @@ def test_consumers_are_the_templates_maximum_concurrency_never_a_friendlier_numb
     assert consumers(mapping(None), 4) == 4
     with pytest.raises(TemplateError, match=r"M: no ScalingConfig\.MaximumConcurrency.*set it in the template"):
         consumers(mapping(None), None)  # Lambda would scale to hundreds: no honest local number
+
+
+def test_every_time_patch_names_a_constant_the_product_still_has():
+    """A patch target that moved (``exporter.jobs.LEASE_SECONDS`` → ``exporter.jobs.store``) is only
+    reported by the function processes, and the stack then waits the product's 5 min per lease."""
+    import importlib
+
+    from local.stack.stack import TIME_PATCHES
+
+    for target in TIME_PATCHES:
+        module_name, _, name = target.rpartition(".")
+        assert hasattr(importlib.import_module(module_name), name), f"{target}: no such constant any more"

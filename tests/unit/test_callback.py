@@ -21,8 +21,8 @@ import pytest
 
 from ccfs.auth import sign
 from exporter.aws import resource
-from exporter.jobs import NewJob, WindowClaim
-from exporter.keys import job_key
+from exporter.jobs.items import NewJob, WindowClaim
+from exporter.jobs.keys import job_key, window_key
 from exporter.planner import Window
 from tests.conftest import CurrentStdout, emf_totals, load_handler, sqs_messages
 
@@ -442,8 +442,7 @@ def test_late_callback_for_a_superseded_job_is_remembered_without_a_download(
 def test_late_callback_revives_a_job_that_failed_for_want_of_one(harness: Harness) -> None:
     harness.put_job(job_status="FAILED", error="no callback after 3 attempts")
     window = {
-        "pk": "WINDOW#acct001",
-        "sk": "2018-07-02 00:00:00|2018-07-02 00:59:59",
+        **window_key("acct001", "2018-07-02 00:00:00", "2018-07-02 00:59:59"),
         "response_id": RID,
         "job_status": "FAILED",
         "status_at": "2026-11-21T09:00:00Z",
@@ -587,7 +586,7 @@ def test_an_unsolicited_callback_is_attributed_to_the_signing_tenant(
 def test_an_early_callback_of_tenant_a_is_not_adopted_by_tenant_bs_window(two_tenants: Harness) -> None:
     """The callback came before the request was recorded (UNSOLICITED), but signed by another
     tenant: recording tenant B's request must not take it as B's callback."""
-    from exporter.jobs import JobStore
+    from exporter.jobs.store import JobStore
 
     assert two_tenants.call(make_event(_body(), ak="ak-one", sk="sk-one"))[0] == 200
     store = JobStore(two_tenants.settings.jobs_table)

@@ -20,6 +20,7 @@ from ccfs.columns import CDR_COLUMNS, RECORD_COLUMNS
 from ccfs.errors import CcfsNotFound, CcfsTransientError
 from exporter import aws as exporter_aws
 from exporter.bill_export import send_batches
+from exporter.jobs.keys import job_key
 from tests.conftest import emf_totals, load_handler, sqs_messages
 from tests.unit.test_progress import fast_clients, seed_job
 
@@ -122,7 +123,7 @@ def job(names: Any) -> dict[str, Any]:
     return (
         exporter_aws.resource("dynamodb")
         .Table(names.jobs_table)
-        .get_item(Key={"pk": f"JOB#{RID}", "sk": "JOB"}, ConsistentRead=True)["Item"]
+        .get_item(Key=job_key(RID), ConsistentRead=True)["Item"]
     )
 
 

@@ -24,7 +24,8 @@ from ccfs.errors import CcfsNotFound
 from exporter import aws as exporter_aws
 from exporter import messages, recordings
 from exporter.config import ConfigError, Settings
-from exporter.progress import BILL_PROCESSED, Progress
+from exporter.jobs.items import Job
+from exporter.jobs.progress import BILL_PROCESSED, Progress
 from exporter.streams import HashingReader
 from tests.conftest import emf_totals, load_handler
 from tests.unit.test_progress import fast_clients, seed_job
@@ -194,7 +195,7 @@ def start_job(names: Any, total: int) -> None:
     s3().put_object(Bucket=names.bucket, Key=f"manifests/{RID}.json", Body=json.dumps(base).encode())
 
 
-def job(names: Any) -> dict[str, Any]:
+def job(names: Any) -> Job:
     found = progress(names).get_job(RID)
     assert found is not None
     return found
@@ -224,14 +225,14 @@ def test_recording_happy_path(aws, fake, handler, lambda_context, capsys):
     assert objects(aws, "_staging/") == []
     rec = progress(aws).get_recording(RID, CALL, stem_of(body))
     assert rec is not None
-    assert (rec["status"], rec["key"], rec["size"], rec["sha256"], rec["source"]) == (
+    assert (rec.status, rec.key, rec.size, rec.sha256, rec.source) == (
         "DONE",
         key,
         len(data),
         sha,
         "obs",
     )
-    assert job(aws)["recordings_done"] == 1 and job(aws)["job_status"] == "DOWNLOADING"
+    assert job(aws).recordings_done == 1 and job(aws).job_status == "DOWNLOADING"
     # the URL named by the file stem was fetched, with the tenant-local window of the row
     assert [r.url.path for r in fake.requests] == [f"/rec/{CALL}/{stem_of(body)}.wav"]
     assert fake.url_calls[0][1:] == (
@@ -248,7 +249,7 @@ def test_last_recording_completes_the_job(aws, fake, handler, lambda_context, ca
     start_job(aws, total=2)
     datas = [fake.add(b, wav(str(i), 2000 + i)) for i, b in enumerate(FILE_BODIES)]
     assert handler.lambda_handler(rec_event(aws, FILE_BODIES), lambda_context) == {"batchItemFailures": []}
-    assert job(aws)["job_status"] == "COMPLETED"
+    assert job(aws).job_status == "COMPLETED"
     doc = json.loads(read(aws, f"manifests/{RID}.json"))
     assert doc["status"] == "COMPLETED" and doc["cdr"] == [{"key": "cdr/k.csv", "rows": 2}]
     assert doc["counts"]["recordings_done"] == 2 and doc["failures"] == []
@@ -272,9 +273,9 @@ def test_a_duplicate_delivery_writes_the_same_bytes_and_is_counted_once(aws, fak
     assert read(aws, final_key(body)) == data and len(fake.url_calls) == 2
     versions = s3().list_object_versions(Bucket=aws.bucket, Prefix="recordings/")["Versions"]
     assert sorted(v["Key"] for v in versions) == [final_key(body, "json"), final_key(body)]
-    assert job(aws)["recordings_done"] == 1 and job(aws)["job_status"] == "DOWNLOADING"
+    assert job(aws).recordings_done == 1 and job(aws).job_status == "DOWNLOADING"
     rec = progress(aws).get_recording(RID, CALL, stem_of(body))
-    assert rec is not None and rec["sha256"] == hashlib.sha256(data).hexdigest()
+    assert rec is not None and rec.sha256 == hashlib.sha256(data).hexdigest()
     metrics = emitted(capsys)
     assert metrics["RecordingsDuplicate"] == 1 and "RecordingsCopied" not in metrics
     assert exporter_aws.client("dynamodb").scan(TableName=aws.idempotency_table)["Items"] == []
@@ -335,7 +336,7 @@ def test_not_found_falls_back_to_download_record_file(aws, fake, handler, lambda
     assert head["Metadata"]["sha256"] == hashlib.sha256(data).hexdigest()
     assert json.loads(read(aws, final_key(body, "json")))["source"] == "downloadRecordFile"
     rec = progress(aws).get_recording(RID, CALL, stem_of(body))
-    assert rec is not None and rec["source"] == "downloadRecordFile"
+    assert rec is not None and rec.source == "downloadRecordFile"
     assert emitted(capsys)["RecordingFallbacks"] == 1
 
 
@@ -358,7 +359,7 @@ def test_not_found_anywhere_is_asked_for_again_later(aws, fake, handler, lambda_
     fake.url_replies = [NOT_FOUND]
     assert handler.lambda_handler(rec_event(aws, [body]), lambda_context) == {"batchItemFailures": []}
     assert progress(aws).get_recording(RID, CALL, stem_of(body)) is None
-    assert job(aws)["job_status"] == "DOWNLOADING" and job(aws).get("recordings_failed", 0) == 0
+    assert job(aws).job_status == "DOWNLOADING" and job(aws).recordings_failed == 0
     attributes = exporter_aws.client("sqs").get_queue_attributes(
         QueueUrl=aws.recording_queue_url, AttributeNames=["ApproximateNumberOfMessagesDelayed"]
     )["Attributes"]
@@ -387,7 +388,7 @@ def test_a_recording_synced_later_is_copied_by_the_message_sent_again(
     data = fake.add(body, wav("synced"))  # the sync landed
     assert handler.lambda_handler(rec_event(aws, [again]), lambda_context) == {"batchItemFailures": []}
     assert read(aws, final_key(body)) == data
-    assert len(fake.url_calls) == 2 and job(aws)["job_status"] == "COMPLETED"
+    assert len(fake.url_calls) == 2 and job(aws).job_status == "COMPLETED"
     assert emitted(capsys)["RecordingsCopied"] == 1
 
 
@@ -428,12 +429,12 @@ def test_not_found_after_the_grace_period_fails_with_the_reason(aws, fake, handl
     fake.url_replies = [NOT_FOUND]
     assert handler.lambda_handler(rec_event(aws, [body]), lambda_context) == {"batchItemFailures": []}
     rec = progress(aws).get_recording(RID, CALL, stem_of(body))
-    assert rec is not None and rec["status"] == "FAILED"
-    assert "not synced to CC-FS within the 24 h grace period (10 tries since" in rec["error"]
-    assert "0300012" in rec["error"]
-    assert job(aws)["recordings_failed"] == 1 and job(aws)["job_status"] == "PARTIAL"
+    assert rec is not None and rec.status == "FAILED"
+    assert "not synced to CC-FS within the 24 h grace period (10 tries since" in rec.error
+    assert "0300012" in rec.error
+    assert job(aws).recordings_failed == 1 and job(aws).job_status == "PARTIAL"
     doc = json.loads(read(aws, f"manifests/{RID}.json"))
-    assert doc["failures"] == [{"call_id": CALL, "file_name": body["fileName"], "reason": rec["error"]}]
+    assert doc["failures"] == [{"call_id": CALL, "file_name": body["fileName"], "reason": rec.error}]
     assert emitted(capsys)["RecordingsFailed"] == 1
     assert sent_again(aws) == []
     assert_nothing_left_behind(aws)
@@ -448,7 +449,7 @@ def test_grace_period_is_the_stack_parameter(aws, fake, monkeypatch, lambda_cont
     fake.url_replies = [NOT_FOUND]
     assert handler.lambda_handler(rec_event(aws, [body]), lambda_context) == {"batchItemFailures": []}
     rec = progress(aws).get_recording(RID, CALL, stem_of(body))
-    assert rec is not None and "within the 2 h grace period" in rec["error"]
+    assert rec is not None and "within the 2 h grace period" in rec.error
 
 
 # ---------------------------------------------------------------------------- refused URLs
@@ -479,9 +480,9 @@ def test_refused_urls_fail_without_fetching_elsewhere(
     assert len(fake.requests) == allowed_requests
     assert all(r.url.host == OBS for r in fake.requests)  # never evil.example
     rec = progress(aws).get_recording(RID, CALL, stem_of(body))
-    assert rec is not None and rec["status"] == "FAILED" and reason in rec["error"]
-    assert "SECRET" not in rec["error"] and "SECRET" not in capsys.readouterr().out
-    assert job(aws)["recordings_failed"] == 1
+    assert rec is not None and rec.status == "FAILED" and reason in rec.error
+    assert "SECRET" not in rec.error and "SECRET" not in capsys.readouterr().out
+    assert job(aws).recordings_failed == 1
     assert_nothing_left_behind(aws)
 
 
@@ -517,7 +518,7 @@ def test_truncated_body_leaves_nothing_behind(aws, fake, handler, lambda_context
     assert len(failed) == 1
     assert_nothing_left_behind(aws)
     assert progress(aws).get_recording(RID, CALL, stem_of(body)) is None
-    assert job(aws)["recordings_done"] == 0 and job(aws)["recordings_failed"] == 0
+    assert job(aws).recordings_done == 0 and job(aws).recordings_failed == 0
 
 
 def test_last_receive_records_the_failure_then_raises(aws, fake, handler, lambda_context):
@@ -529,8 +530,8 @@ def test_last_receive_records_the_failure_then_raises(aws, fake, handler, lambda
     failed = handler.lambda_handler(rec_event(aws, [body], receive_count=5), lambda_context)["batchItemFailures"]
     assert len(failed) == 1
     rec = progress(aws).get_recording(RID, CALL, stem_of(body))
-    assert rec is not None and rec["status"] == "FAILED" and "HTTP 503" in rec["error"]
-    assert job(aws)["recordings_failed"] == 1 and job(aws)["job_status"] == "PARTIAL"
+    assert rec is not None and rec.status == "FAILED" and "HTTP 503" in rec.error
+    assert job(aws).recordings_failed == 1 and job(aws).job_status == "PARTIAL"
     assert json.loads(read(aws, f"manifests/{RID}.json"))["failures"][0]["call_id"] == CALL
 
 
@@ -549,7 +550,7 @@ def test_one_failing_record_in_a_batch_is_reported_alone(aws, fake, handler, lam
     assert objects(aws, "recordings/") == sorted(
         [final_key(bodies[0]), final_key(bodies[0], "json"), final_key(bodies[2]), final_key(bodies[2], "json")]
     )
-    assert job(aws)["recordings_done"] == 2
+    assert job(aws).recordings_done == 2
 
 
 class Crash(BaseException):
@@ -574,12 +575,12 @@ def test_crash_mid_batch_then_redelivery_duplicates_nothing(aws, fake, handler, 
     event = rec_event(aws, bodies)
     with pytest.raises(Crash):
         handler.lambda_handler(event, lambda_context)
-    assert job(aws)["recordings_done"] == 2
+    assert job(aws).recordings_done == 2
 
     redelivered = rec_event(aws, bodies, receive_count=2)
     assert handler.lambda_handler(redelivered, lambda_context) == {"batchItemFailures": []}
     final = job(aws)
-    assert (final["recordings_done"], final["recordings_failed"], final["job_status"]) == (3, 0, "COMPLETED")
+    assert (final.recordings_done, final.recordings_failed, final.job_status) == (3, 0, "COMPLETED")
     assert len(objects(aws, "recordings/")) == 6  # 3 recordings + 3 sidecars
     # the two copied before the crash are fetched and written again (the one guard is the REC item,
     # written after the copy), and counted once
@@ -615,11 +616,11 @@ def test_dead_letter_without_outcome_is_failed_listed_and_completes_the_job(aws,
 
     assert len(fake.requests) == fetched and len(fake.url_calls) == 1  # decided, not copied
     rec = progress(aws).get_recording(RID, dead["callId"], stem_of(dead))
-    assert rec is not None and rec["status"] == "FAILED"
-    assert rec["error"].startswith("gave up: SQS moved the message to the RecordingDLQ after 5 deliveries")
-    assert event["Records"][0]["messageId"] in rec["error"]
+    assert rec is not None and rec.status == "FAILED"
+    assert rec.error.startswith("gave up: SQS moved the message to the RecordingDLQ after 5 deliveries")
+    assert event["Records"][0]["messageId"] in rec.error
     final = job(aws)
-    assert (final["recordings_done"], final["recordings_failed"], final["job_status"]) == (1, 1, "PARTIAL")
+    assert (final.recordings_done, final.recordings_failed, final.job_status) == (1, 1, "PARTIAL")
     doc = json.loads(read(aws, f"manifests/{RID}.json"))
     assert [f["file_name"] for f in doc["failures"]] == [dead["fileName"]]
     assert [r["file_name"] for r in doc["recordings"]] == [done["fileName"]]
@@ -637,9 +638,9 @@ def test_dead_letter_of_a_recorded_recording_is_not_a_failure(aws, fake, handler
     capsys.readouterr()
     assert handler.lambda_handler(dead_event(aws, [body]), lambda_context) == {"batchItemFailures": []}
     rec = progress(aws).get_recording(RID, CALL, stem_of(body))
-    assert rec is not None and rec["status"] == "DONE"
+    assert rec is not None and rec.status == "DONE"
     final = job(aws)
-    assert (final["recordings_done"], final["recordings_failed"], final["job_status"]) == (1, 0, "COMPLETED")
+    assert (final.recordings_done, final.recordings_failed, final.job_status) == (1, 0, "COMPLETED")
     assert emitted(capsys).get("RecordingsFailed", 0) == 0
 
 
@@ -650,7 +651,7 @@ def test_copy_finishing_after_its_dead_letter_was_settled_turns_failed_into_done
     body = FILE_BODIES[0]
     data = fake.add(body, wav("a"))
     assert handler.lambda_handler(dead_event(aws, [body]), lambda_context) == {"batchItemFailures": []}
-    assert job(aws)["job_status"] == "PARTIAL"
+    assert job(aws).job_status == "PARTIAL"
     assert len(json.loads(read(aws, f"manifests/{RID}.json"))["failures"]) == 1
 
     copier = recordings.RecordingCopier(
@@ -665,10 +666,10 @@ def test_copy_finishing_after_its_dead_letter_was_settled_turns_failed_into_done
         copier.progress.get_recording = original  # type: ignore[method-assign]
 
     rec = progress(aws).get_recording(RID, CALL, stem_of(body))
-    assert rec is not None and rec["status"] == "DONE" and "error" not in rec
-    assert rec["sha256"] == hashlib.sha256(data).hexdigest()
+    assert rec is not None and rec.status == "DONE" and rec.error is None
+    assert rec.sha256 == hashlib.sha256(data).hexdigest()
     final = job(aws)
-    assert (final["recordings_done"], final["recordings_failed"], final["job_status"]) == (1, 0, "COMPLETED")
+    assert (final.recordings_done, final.recordings_failed, final.job_status) == (1, 0, "COMPLETED")
     doc = json.loads(read(aws, f"manifests/{RID}.json"))
     assert doc["failures"] == [] and [r["key"] for r in doc["recordings"]] == [final_key(body)]
     assert doc["counts"]["recordings_failed"] == 0
@@ -801,8 +802,8 @@ def test_unmatchable_urls_without_the_file_by_name_fail_with_the_reason(aws, fak
     fake.url_replies = [[uuid_url(1), uuid_url(2)]]
     assert handler.lambda_handler(rec_event(aws, [body]), lambda_context) == {"batchItemFailures": []}
     rec = progress(aws).get_recording(RID, CALL, stem_of(body))
-    assert rec is not None and rec["status"] == "FAILED"
-    assert "is not certain" in rec["error"] and "downloadRecordFile found no recording either" in rec["error"]
+    assert rec is not None and rec.status == "FAILED"
+    assert "is not certain" in rec.error and "downloadRecordFile found no recording either" in rec.error
     assert objects(aws, "recordings/") == []
 
 

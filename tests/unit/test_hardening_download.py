@@ -344,7 +344,7 @@ def test_recording_cut_mid_body_is_retried_and_never_visible_partially(
     assert len(failed) == 1
     assert keys(aws, "recordings/") == []
     _assert_clean(aws)
-    assert recs_t.job(aws)["recordings_done"] == 0
+    assert recs_t.job(aws).recordings_done == 0
     assert {"CreateMultipartUpload", "AbortMultipartUpload"} <= set(watcher.operations)  # started, then aborted
 
     second = recs_t.rec_event(aws, [body], receive_count=2)
@@ -354,7 +354,7 @@ def test_recording_cut_mid_body_is_retried_and_never_visible_partially(
     got = s3().get_object(Bucket=aws.bucket, Key=key)["Body"].read()
     assert hashlib.sha256(got).hexdigest() == hashlib.sha256(data).hexdigest()
     _assert_clean(aws)
-    assert recs_t.job(aws)["recordings_done"] == 1 and len(fake.requests) == 2
+    assert recs_t.job(aws).recordings_done == 1 and len(fake.requests) == 2
 
 
 def _stream(data: bytes, declared: int) -> Any:
@@ -406,7 +406,7 @@ def test_broken_fallback_download_is_retried_and_leaves_nothing(
 
     failed = download.lambda_handler(recs_t.rec_event(aws, [body]), lambda_context)["batchItemFailures"]
     assert len(failed) == 1
-    assert keys(aws, "recordings/") == [] and recs_t.job(aws)["recordings_failed"] == 0
+    assert keys(aws, "recordings/") == [] and recs_t.job(aws).recordings_failed == 0
     _assert_clean(aws)
 
     data = fake.files[body["fileName"]] = recs_t.wav("fallback", 4000)
@@ -449,7 +449,7 @@ def test_every_failure_that_cannot_be_recovered_is_in_the_manifest_and_alarmed(
         ]
         assert len(failed) == 1
     final = recs_t.job(aws)
-    assert (final["recordings_failed"], final["job_status"]) == (3, "PARTIAL")
+    assert (final.recordings_failed, final.job_status) == (3, "PARTIAL")
     doc = json.loads(s3().get_object(Bucket=aws.bucket, Key=MANIFEST_KEY)["Body"].read())
     reasons = {f["call_id"]: f["reason"] for f in doc["failures"]}
     assert set(reasons) == {"1530497000-400", "1530497000-401", "1530497000-402"}

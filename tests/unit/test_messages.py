@@ -15,6 +15,7 @@ import pytest
 from exporter.bill_export import _add_recording, _recording_messages, _Recordings
 from exporter.callbacks import bill_message
 from exporter.config import ConfigError, Settings, import_setting
+from exporter.jobs.items import Job
 from exporter.messages import (
     BillMessage,
     DownloadQueues,
@@ -46,7 +47,7 @@ SETTINGS = Settings.model_validate(
 
 @pytest.mark.parametrize("account", ["acct001", None, ""])
 def test_the_callbacks_bill_message_is_what_the_download_reads(account: str | None) -> None:
-    job = {"response_id": RID, "bill_file_name": BILL, "tenant": "acct001", "account_id": account}
+    job = Job(response_id=RID, bill_file_name=BILL, tenant="acct001", account_id=account)
     body = message_body(bill_message(job))
     expected = f'{{"responseId":"{RID}","billFileName":"{BILL}","tenant":"acct001"'
     assert body == expected + (f',"accountId":"{account}"}}' if account else "}")  # as json.dumps(..., (",", ":"))

@@ -12,8 +12,9 @@ import pytest
 
 from exporter import aws as exporter_aws
 from exporter.aws import metrics
-from exporter.keys import JobStatus
-from exporter.progress import BILL_PROCESSED, JobMissing, Progress, RecordingOutcome
+from exporter.jobs.items import RecordingOutcome
+from exporter.jobs.keys import JobStatus, job_key
+from exporter.jobs.progress import BILL_PROCESSED, JobMissing, Progress
 from tests.conftest import emf_totals
 
 RID = "9239cb50a8384bb0ab503441bf089446"
@@ -21,8 +22,7 @@ RID = "9239cb50a8384bb0ab503441bf089446"
 
 def seed_job(names: Any, status: str = "DOWNLOADING", rid: str = RID, **extra: Any) -> None:
     item = {
-        "pk": f"JOB#{rid}",
-        "sk": "JOB",
+        **job_key(rid),
         "response_id": rid,
         "tenant": "acct001",
         "account_id": "acct001",
@@ -61,7 +61,7 @@ def done(call_id: str, stem: str, size: int = 10) -> RecordingOutcome:
 def test_begin_download_transitions(aws, progress):
     seed_job(aws, "READY")
     state, job = progress.begin_download(RID)
-    assert state == "started" and job["job_status"] == "DOWNLOADING"
+    assert state == "started" and job.job_status == "DOWNLOADING"
     assert progress.begin_download(RID)[0] == "resumed"
     seed_job(aws, "COMPLETED")
     assert progress.begin_download(RID)[0] == "skip"
@@ -77,9 +77,9 @@ def test_a_recording_counts_once(aws, progress):
     assert progress.record_recording(RID, failed) is True
     assert progress.record_recording(RID, failed) is False
     job = progress.get_job(RID)
-    assert (job["recordings_done"], job["recordings_failed"]) == (1, 1)
+    assert (job.recordings_done, job.recordings_failed) == (1, 1)
     rec = progress.get_recording(RID, "c-2", "s2")
-    assert rec["status"] == "FAILED" and rec["file_name"] == "/r/s2.wav" and rec["expires_at"] > 0
+    assert rec.status == "FAILED" and rec.file_name == "/r/s2.wav" and (rec.expires_at or 0) > 0
 
 
 def test_recording_for_an_unknown_job_is_an_error(aws, progress):
@@ -91,12 +91,12 @@ def test_recording_for_an_unknown_job_is_an_error(aws, progress):
 def test_no_completion_before_the_bill_results_are_saved(aws, progress):
     seed_job(aws)  # recordings_total 0 from the job's creation is not final yet
     assert progress.maybe_complete(RID) is False
-    assert progress.get_job(RID)["job_status"] == "DOWNLOADING"
+    assert progress.get_job(RID).job_status == "DOWNLOADING"
 
 
 def test_completion_writes_the_final_manifest_once(aws, progress):
     seed_job(aws, recordings_total=2, bad_rows=1, **{BILL_PROCESSED: "2018-07-02T02:00:00Z"})
-    base = progress.manifest_base(progress.get_job(RID), JobStatus.DOWNLOADING)
+    base = progress.manifests.base(progress.get_job(RID), JobStatus.DOWNLOADING)
     base.update(
         {
             "cdr": [{"key": "cdr/x.csv", "rows": 3}],
@@ -104,14 +104,14 @@ def test_completion_writes_the_final_manifest_once(aws, progress):
             "unexpected_entries": ["readme.txt"],
         }
     )
-    progress.write_manifest(RID, base)
+    progress.manifests.write(RID, base)
     progress.record_recording(RID, done("c-1", "s1", 44))
     assert progress.maybe_complete(RID) is False  # 1 of 2
     progress.record_recording(RID, RecordingOutcome("c-2", "s2", "/r/s2.wav", "FAILED", error="redirect refused"))
     assert progress.maybe_complete(RID) is True
     assert progress.maybe_complete(RID) is False  # already completed: nothing twice
     job = progress.get_job(RID)
-    assert job["job_status"] == "PARTIAL" and "completed_at" in job  # a recording failed: never COMPLETED
+    assert job.job_status == "PARTIAL" and job.completed_at is not None  # a recording failed: never COMPLETED
     doc = manifest(aws)
     assert doc["status"] == "PARTIAL"
     assert doc["counts"]["recordings_done"] == 1 and doc["counts"]["recordings_failed"] == 1
@@ -146,7 +146,7 @@ def test_a_job_with_anything_missing_completes_partial_and_is_counted(aws, progr
     progress.record_recording(RID, outcome)
     capsys.readouterr()
     assert progress.maybe_complete(RID) is True
-    assert progress.get_job(RID)["job_status"] == manifest(aws)["status"] == status
+    assert progress.get_job(RID).job_status == manifest(aws)["status"] == status
     metrics.flush_metrics()
     counted = emf_totals(capsys.readouterr().out)
     assert counted == ({"JobsCompleted": 1} if status == "COMPLETED" else {"JobsPartial": 1})
@@ -158,7 +158,7 @@ def test_fail_job_only_from_downloading(aws, progress):
     seed_job(aws)
     assert progress.fail_job(RID, "boom") is True
     job = progress.get_job(RID)
-    assert job["job_status"] == "FAILED" and job["error"] == "boom"
+    assert job.job_status == "FAILED" and job.error == "boom"
 
 
 def fast_clients(monkeypatch: pytest.MonkeyPatch) -> None:

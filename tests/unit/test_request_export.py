@@ -28,8 +28,9 @@ from ccfs.errors import (
 from exporter import ccfs_factory
 from exporter.aws import resource
 from exporter.config import Settings
-from exporter.jobs import JobStore, NewJob, WindowClaim
-from exporter.keys import JobStatus, job_key, utc_now_iso, window_key
+from exporter.jobs.items import NewJob, WindowClaim
+from exporter.jobs.keys import JOB_SK, JobStatus, job_key, tenant_of_window, utc_now_iso, window_key
+from exporter.jobs.store import JobStore
 from exporter.messages import BillMessage
 from exporter.planner import Window
 from exporter.requesting import (
@@ -155,7 +156,7 @@ def get_item(settings: Settings, key: dict[str, str]) -> dict[str, Any] | None:
 
 
 def jobs(settings: Settings, status: str | None = None) -> list[dict[str, Any]]:
-    found = [i for i in table_items(settings) if i["pk"].startswith("JOB#")]
+    found = [i for i in table_items(settings) if i["sk"] == JOB_SK]
     return [j for j in found if status is None or j["job_status"] == status]
 
 
@@ -604,7 +605,7 @@ def test_backfill_event_requests_each_window_once_and_redelivery_requests_nothin
     assert len(ccfs.calls) == 2
     settings = Settings.from_env()
     assert JobStore(settings.jobs_table).get_cursor("acct001") is None  # backfill never moves the cursor
-    assert {w["source"] for w in table_items(settings) if w["pk"].startswith("WINDOW#")} == {"backfill"}
+    assert {w["source"] for w in table_items(settings) if tenant_of_window(w["pk"])} == {"backfill"}
     assert len(jobs(settings, "REQUESTED")) == 2
 
 

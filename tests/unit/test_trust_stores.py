@@ -179,7 +179,7 @@ def test_recordings_are_copied_while_ccfs_has_a_private_ca(aws, pki, monkeypatch
         fake.http.close()
     assert read(aws, final_key(body)) == DATA
     assert fake.file_calls == []
-    assert job(aws)["job_status"] == "COMPLETED"
+    assert job(aws).job_status == "COMPLETED"
     assert RID in read(aws, f"manifests/{RID}.json").decode()
 
 

@@ -22,7 +22,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import IO, Any, BinaryIO, Protocol
 
@@ -31,9 +31,10 @@ from ccfs.errors import CcfsAuthError, CcfsNotFound, CcfsPermanentError
 from ccfs.models import MAX_WINDOW, format_time, parse_time
 from exporter import layout
 from exporter.aws import logger
-from exporter.keys import JobStatus, utc_now_iso
+from exporter.jobs.items import Job
+from exporter.jobs.keys import JobStatus, utc_now_iso
+from exporter.jobs.progress import BILL_PROCESSED, Progress
 from exporter.messages import BillMessage, RecordingMessage, message_body
-from exporter.progress import BILL_PROCESSED, Progress
 
 __all__ = [
     "BILL_METRICS",
@@ -162,10 +163,10 @@ def _row_time(row: dict[str, str]) -> datetime | None:
     return None
 
 
-def _window_begin(job: dict[str, Any], bill_file_name: str) -> datetime:
+def _window_begin(job: Job, bill_file_name: str) -> datetime:
     """Start of the job's window (tenant-local), else the bill's date: the fallback partition."""
     try:
-        return parse_time(str(job.get("begin_time") or ""))
+        return parse_time(job.begin_time or "")
     except ValueError:
         return datetime.combine(layout.bill_date(bill_file_name), datetime.min.time())
 
@@ -395,12 +396,12 @@ def send_batches(
     return sent
 
 
-def _fail(progress: Progress, message: BillMessage, job: dict[str, Any], error: str, extra: dict[str, Any]) -> None:
+def _fail(progress: Progress, message: BillMessage, job: Job, error: str, extra: dict[str, Any]) -> None:
     """Bill unusable: manifest with the failure, job FAILED (metric JobsFailed), message consumed."""
     logger.error("bill failed permanently", extra={"response_id": message.responseId, "error": error})
-    document = progress.manifest_base({**job, "error": error}, JobStatus.FAILED)
+    document = progress.manifests.base(replace(job, error=error), JobStatus.FAILED)
     document.update(extra)
-    progress.write_manifest(message.responseId, document)
+    progress.manifests.write(message.responseId, document)
     progress.fail_job(message.responseId, error)
 
 
@@ -423,9 +424,9 @@ def export_bill(
     rid = message.responseId
     state, job = progress.begin_download(rid)
     if state == "skip":
-        logger.info("job not downloadable, skipping bill", extra={"response_id": rid, "status": job.get("job_status")})
-        return BillResult({"responseId": rid, "outcome": "skipped", "status": job.get("job_status")})
-    job = {**job, "bill_file_name": message.billFileName}
+        logger.info("job not downloadable, skipping bill", extra={"response_id": rid, "status": job.job_status})
+        return BillResult({"responseId": rid, "outcome": "skipped", "status": job.job_status})
+    job = replace(job, bill_file_name=message.billFileName)
     raw_key = layout.raw_key(message.tenant, message.billFileName)
     workdir = tempfile.mkdtemp(prefix="bill-", dir=tmp_dir)
     try:
@@ -504,11 +505,19 @@ def export_bill(
                 extra={"response_id": rid, "duplicates": recordings.duplicates},
             )
         manifest_key = layout.manifest_key(rid)
-        if BILL_PROCESSED not in job:
+        if job.bill_processed_at is None:
             # Written before the job records the bill's results: no recording can complete the job
             # (and write the final manifest) before this one exists, and a retry after the results
             # were saved never overwrites a final manifest with this one.
-            document = progress.manifest_base({**job, **counts}, JobStatus.DOWNLOADING)
+            counted = replace(
+                job,
+                cdr_rows=cdr_rows,
+                index_rows=index_rows,
+                bad_rows=bad.count,
+                undated_rows=outputs.undated,
+                recordings_total=recordings.total,
+            )
+            document = progress.manifests.base(counted, JobStatus.DOWNLOADING)
             document.update(
                 {
                     "raw": raw,
@@ -521,7 +530,7 @@ def export_bill(
                     "undated_rows": outputs.undated,
                 }
             )
-            progress.write_manifest(rid, document)
+            progress.manifests.write(rid, document)
         results = {
             **counts,
             BILL_PROCESSED: utc_now_iso(),
@@ -538,7 +547,7 @@ def export_bill(
             return BillResult({"responseId": rid, "outcome": "abandoned"})
         # Always reported (also as 0) so the alarm sees data points; an entry the reader cannot
         # classify is data this export did not read (a naming change at CC-FS): alarmed.
-        counted = dict(zip(BILL_METRICS, (cdr_rows + index_rows, bad.count, len(unexpected), len(empty)), strict=True))
+        emitted = dict(zip(BILL_METRICS, (cdr_rows + index_rows, bad.count, len(unexpected), len(empty)), strict=True))
         if unexpected or empty:
             logger.warning(
                 "bill has entries that gave no rows",
@@ -562,6 +571,6 @@ def export_bill(
             },
         )
         completed = progress.maybe_complete(rid) if recordings.total == 0 else False
-        return BillResult({"responseId": rid, "outcome": "completed" if completed else "fanned_out", **counts}, counted)
+        return BillResult({"responseId": rid, "outcome": "completed" if completed else "fanned_out", **counts}, emitted)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

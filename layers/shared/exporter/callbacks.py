@@ -27,15 +27,16 @@ A failed send raises: the handler answers 5xx, CC-FS calls back again, and the `
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
 
 from ccfs.models import BillCallbackBody
 from exporter.config import ALL_ACCOUNTS
-from exporter.jobs import JobStore
-from exporter.keys import JobStatus
+from exporter.jobs.items import Job
+from exporter.jobs.keys import JobStatus
+from exporter.jobs.store import JobStore
 from exporter.messages import BillMessage
 
 __all__ = [
@@ -86,13 +87,13 @@ OUTCOME_METRICS: dict[CallbackOutcome, tuple[str, ...]] = {
 """Metric names (count 1 each) per outcome (docs/design.md metric list)."""
 
 
-def bill_message(job: Mapping[str, Any]) -> BillMessage:
+def bill_message(job: Job) -> BillMessage:
     """The BillQueue message for a READY job: ``{responseId, billFileName, tenant, accountId?}``."""
     return BillMessage(
-        responseId=str(job["response_id"]),
-        billFileName=str(job["bill_file_name"]),
-        tenant=str(job.get("tenant") or ALL_ACCOUNTS),
-        accountId=str(job["account_id"]) if job.get("account_id") else None,
+        responseId=job.response_id,
+        billFileName=str(job.bill_file_name),
+        tenant=job.tenant or ALL_ACCOUNTS,
+        accountId=job.account_id or None,
     )
 
 
@@ -102,10 +103,10 @@ def account_mismatch(owned: frozenset[str], account_id: str | None) -> bool:
     return bool(account_id) and ALL_ACCOUNTS not in owned and account_id not in owned
 
 
-def _job_mismatch(owned: frozenset[str], job: Mapping[str, Any], account_id: str | None) -> bool:
-    if str(job.get("tenant") or ALL_ACCOUNTS) not in owned:
+def _job_mismatch(owned: frozenset[str], job: Job, account_id: str | None) -> bool:
+    if (job.tenant or ALL_ACCOUNTS) not in owned:
         return True
-    return bool(account_id and job.get("account_id") and account_id != job["account_id"])
+    return bool(account_id and job.account_id and account_id != job.account_id)
 
 
 def _unsolicited_tenant(owned: frozenset[str], account_id: str | None) -> str | None:
@@ -116,10 +117,10 @@ def _unsolicited_tenant(owned: frozenset[str], account_id: str | None) -> str | 
     return next(iter(owned)) if len(owned) == 1 else None
 
 
-def enqueue_bill(store: JobStore, send_bill: BillSender, job: Mapping[str, Any]) -> None:
+def enqueue_bill(store: JobStore, send_bill: BillSender, job: Job) -> None:
     """Send the job's one bill message, then remember it was sent."""
     send_bill(bill_message(job))
-    store.set_bill_enqueued(str(job["response_id"]))
+    store.set_bill_enqueued(job.response_id)
 
 
 def process_callback(
@@ -147,32 +148,32 @@ def process_callback(
                 continue  # the item appeared meanwhile: look again
             if not allow_unsolicited or tenant is None:
                 return CallbackOutcome.UNSOLICITED
-            job = {"response_id": rid, "tenant": tenant, "account_id": body.accountId, "job_status": "UNSOLICITED"}
+            job = Job(rid, JobStatus.UNSOLICITED, tenant=tenant, account_id=body.accountId)
         elif _job_mismatch(owned, job, body.accountId):
             return CallbackOutcome.FOREIGN
 
-        status = job.get("job_status")
+        status = job.job_status
         if status == JobStatus.REQUESTED:
             if not store.mark_ready(rid, name, now, from_status=JobStatus.REQUESTED):
                 continue
-            enqueue_bill(store, send_bill, {**job, "bill_file_name": name})
+            enqueue_bill(store, send_bill, replace(job, bill_file_name=name))
             return CallbackOutcome.ACCEPTED
-        if status == JobStatus.UNSOLICITED and allow_unsolicited and not job.get("bill_enqueued"):
+        if status == JobStatus.UNSOLICITED and allow_unsolicited and not job.bill_enqueued:
             if not store.mark_ready(rid, name, now, from_status=JobStatus.UNSOLICITED):
                 continue
-            enqueue_bill(store, send_bill, {**job, "bill_file_name": name})
+            enqueue_bill(store, send_bill, replace(job, bill_file_name=name))
             return CallbackOutcome.UNSOLICITED_ACCEPTED
-        if status == JobStatus.READY and not job.get("bill_enqueued"):
+        if status == JobStatus.READY and not job.bill_enqueued:
             enqueue_bill(store, send_bill, job)
             return CallbackOutcome.RE_ENQUEUED
-        if status == JobStatus.FAILED and "callback_at" not in job:
+        if status == JobStatus.FAILED and job.callback_at is None:
             if not store.mark_ready(rid, name, now, from_status=JobStatus.FAILED):
                 continue
-            enqueue_bill(store, send_bill, {**job, "bill_file_name": name})
-            if job.get("window_pk") and job.get("window_sk"):
-                store.clear_failed_window(str(job["window_pk"]), str(job["window_sk"]), rid)
+            enqueue_bill(store, send_bill, replace(job, bill_file_name=name))
+            if job.window_pk and job.window_sk:
+                store.clear_failed_window(job.window_pk, job.window_sk, rid)
             return CallbackOutcome.REVIVED
-        if status == JobStatus.SUPERSEDED and "callback_at" not in job:
+        if status == JobStatus.SUPERSEDED and job.callback_at is None:
             store.record_superseded_callback(rid, name, now)
             return CallbackOutcome.SUPERSEDED
         return CallbackOutcome.DUPLICATE
@@ -183,15 +184,15 @@ def promote_early_callback(store: JobStore, send_bill: BillSender, response_id: 
     """The callback of a request arrived before the request was recorded (an ``UNSOLICITED`` item,
     now linked to its window): treat it as the job's callback. Returns whether a bill was sent."""
     job = store.get_job(response_id)
-    if job is None or not job.get("bill_file_name"):
+    if job is None or not job.bill_file_name:
         return False
-    status = job.get("job_status")
+    status = job.job_status
     if status == JobStatus.UNSOLICITED:
-        if not store.mark_ready(response_id, str(job["bill_file_name"]), now, from_status=JobStatus.UNSOLICITED):
+        if not store.mark_ready(response_id, job.bill_file_name, now, from_status=JobStatus.UNSOLICITED):
             return False
         enqueue_bill(store, send_bill, job)
         return True
-    if status == JobStatus.READY and not job.get("bill_enqueued"):
+    if status == JobStatus.READY and not job.bill_enqueued:
         enqueue_bill(store, send_bill, job)
         return True
     return False

@@ -50,8 +50,9 @@ from ccfs.errors import CcfsAuthError, CcfsNotFound, CcfsPermanentError, redact,
 from ccfs.models import parse_time
 from exporter import layout
 from exporter.aws import logger, metrics
+from exporter.jobs.items import RecordingOutcome
+from exporter.jobs.progress import Progress
 from exporter.messages import RecordingMessage
-from exporter.progress import Progress, RecordingOutcome
 from exporter.streams import HashingReader, file_chunks
 
 __all__ = [
@@ -151,7 +152,7 @@ def settle_dead_letter(
     if existing is not None:
         metrics.add_metric(name="RecordingDeadLettersSettled", unit=MetricUnit.Count, value=1)
         progress.maybe_complete(rid)
-        return {"outcome": "already recorded", "status": existing.get("status")}
+        return {"outcome": "already recorded", "status": existing.status}
     reason = DEAD_LETTER_REASON.format(count=deliveries, message_id=message_id)
     logger.error("recording failed", extra={"response_id": rid, "call_id": call_id, "reason": reason})
     outcome = RecordingOutcome(call_id, stem, message.fileName, "FAILED", error=reason)

@@ -38,8 +38,9 @@ from ccfs.errors import CcfsAuthError, CcfsError, CcfsNotFound, CcfsPermanentErr
 from ccfs.models import TIME_FORMAT, parse_time
 from exporter.callbacks import BillSender, promote_early_callback
 from exporter.config import ALL_ACCOUNTS, ConfigError, Settings
-from exporter.jobs import JobStore, NewJob, RecordResult, WindowClaim
-from exporter.keys import JobStatus
+from exporter.jobs.items import Job, NewJob, WindowClaim, WindowItem
+from exporter.jobs.keys import JobStatus, tenant_of_window
+from exporter.jobs.store import JobStore, RecordResult
 from exporter.messages import BackfillMessage, validation_reason
 from exporter.planner import Window, initial_cursor, next_grid_start, plan_windows, settled_local, split_range
 
@@ -321,24 +322,21 @@ def run_tick(ctx: RequestContext, report: Report | None = None) -> Report:
 # ---------------------------------------------------------------------------- reconciler
 
 
-def _window_of(job: dict[str, Any]) -> WindowClaim:
-    window = Window(parse_time(str(job["begin_time"])), parse_time(str(job["end_time"])))
-    tenant = str(job["tenant"])
-    window_pk = str(job.get("window_pk") or "")
-    if window_pk.startswith("WINDOW#"):
-        tenant = window_pk.removeprefix("WINDOW#")
-    return WindowClaim(tenant, window, str(job.get("data_type") or SCHEDULE_DATA_TYPE), job.get("account_id"), "")
+def _window_of(job: Job) -> WindowClaim:
+    window = Window(parse_time(str(job.begin_time)), parse_time(str(job.end_time)))
+    tenant = tenant_of_window(job.window_pk or "") or str(job.tenant)
+    return WindowClaim(tenant, window, job.data_type or SCHEDULE_DATA_TYPE, job.account_id, "")
 
 
-def _rerequest(ctx: RequestContext, job: dict[str, Any], now: datetime, report: Report) -> None:
+def _rerequest(ctx: RequestContext, job: Job, now: datetime, report: Report) -> None:
     """A REQUESTED job whose callback never came: ask again for the same window."""
-    rid = str(job["response_id"])
-    attempt = int(job.get("attempt") or 1)
+    rid = job.response_id
+    attempt = job.attempt or 1
     if attempt >= ctx.settings.max_attempts:
         error = f"no callback after {attempt} attempts"
         if ctx.store.fail_requested_job(job, error, now):
             report.failed += 1
-            logger.error("job FAILED: " + error, extra={"responseId": rid, "window": job.get("window_sk")})
+            logger.error("job FAILED: " + error, extra={"responseId": rid, "window": job.window_sk})
         return
     if report.ccfs_paused or ctx.out_of_time() or not ctx.store.lease_job(job, now):
         return
@@ -378,13 +376,14 @@ def _rerequest(ctx: RequestContext, job: dict[str, Any], now: datetime, report: 
         logger.warning("job changed while it was re-requested (callback arrived?)", extra={"responseId": rid})
 
 
-def _retry_claimed(ctx: RequestContext, item: dict[str, Any], now: datetime, report: Report) -> None:
+def _retry_claimed(ctx: RequestContext, item: WindowItem, now: datetime, report: Report) -> None:
     """A window left CLAIMED by a crash or a transient error: request it (or give up, loudly)."""
-    claim = WindowClaim.from_item(item)
+    claim = item.claim
     stalled_before = now - timedelta(hours=ctx.settings.stalled_job_hours)
-    claimed_at = datetime.fromisoformat(str(item.get("claimed_at") or item["status_at"]))
+    claimed_at = datetime.fromisoformat(str(item.claimed_at or item.status_at))
     if claimed_at < stalled_before:
-        error = f"could not be requested for {ctx.settings.stalled_job_hours} h: {item.get('last_error', 'unknown')}"
+        last_error = "unknown" if item.last_error is None else item.last_error
+        error = f"could not be requested for {ctx.settings.stalled_job_hours} h: {last_error}"
         if ctx.store.fail_window(claim, error, now):
             report.failed += 1
             logger.error("window FAILED", extra={"tenant": claim.tenant, "window": _describe(claim.window)})
@@ -404,25 +403,25 @@ def reconcile(
     store = ctx.store
 
     timeout = now - timedelta(minutes=settings.callback_timeout_minutes)
-    for job in store.query_status(JobStatus.REQUESTED, timeout, max_pages=max_pages):
+    for job in store.jobs_in(JobStatus.REQUESTED, timeout, max_pages=max_pages):
         if report.stopped:
             return report
         _rerequest(ctx, job, now, report)
 
     claimed = now - timedelta(minutes=CLAIM_RETRY_MINUTES)
-    for item in store.query_status(JobStatus.CLAIMED, claimed, max_pages=max_pages):
+    for item in store.claimed_windows(claimed, max_pages=max_pages):
         if report.stopped:
             return report
         _retry_claimed(ctx, item, now, report)
 
     stalled = now - timedelta(hours=settings.stalled_job_hours)
-    for job in store.query_status(JobStatus.DOWNLOADING, stalled, max_pages=max_pages):
-        done = int(job.get("recordings_done") or 0)
-        total = int(job.get("recordings_total") or 0)
+    for job in store.jobs_in(JobStatus.DOWNLOADING, stalled, max_pages=max_pages):
+        done = job.recordings_done
+        total = job.recordings_total
         error = f"stalled: {done} of {total} recordings"
         if store.fail_stalled_job(job, error, now):
             report.failed += 1
-            logger.error("job FAILED: " + error, extra={"responseId": job.get("response_id")})
+            logger.error("job FAILED: " + error, extra={"responseId": job.response_id})
     return report
 
 

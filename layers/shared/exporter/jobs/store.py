@@ -1,4 +1,5 @@
-"""The jobs table (docs/design.md): tenant cursors, window claims and job items.
+"""The request and callback side of the jobs table (docs/design.md): tenant cursors, window
+claims and job items.
 
 Every state change is a conditional write on the expected previous state, so a duplicate or a
 racing writer changes nothing and learns it from the return value (``False``) instead of an
@@ -9,38 +10,24 @@ Leases: a worker about to call CC-FS for a ``CLAIMED`` window or a timed-out ``R
 sets ``lease_until`` (epoch seconds) conditionally, so two overlapping ticks (EventBridge delivers
 at least once) never ask CC-FS twice for the same thing. ``status_at`` is left alone by leases:
 it keeps meaning "last status change" for the ``by-status`` GSI.
-
-Items are read and written with plain Python values through the DynamoDB resource's client
-(numbers come back as ``Decimal``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from exporter.keys import (
-    JOB_SK,
-    STATUS_INDEX,
-    JobStatus,
-    cursor_key,
-    job_key,
-    utc_now_iso,
-    window_key,
-)
+from exporter.jobs.items import Job, NewJob, WindowClaim, WindowItem, epoch
+from exporter.jobs.keys import STATUS_INDEX, JobStatus, cursor_key, job_key, utc_now_iso, window_key
+from exporter.jobs.table import CONDITION_FAILED, JobsTable
 from exporter.planner import Window
 
 __all__ = [
     "LEASE_SECONDS",
     "JobStore",
-    "NewJob",
     "RecordResult",
-    "WindowClaim",
 ]
 
 LEASE_SECONDS = 300
@@ -48,91 +35,9 @@ LEASE_SECONDS = 300
 
 MAX_ERROR_CHARS = 500
 
-_CONDITION_FAILED = "ConditionalCheckFailedException"
-_TX_CANCELLED = "TransactionCanceledException"
-
-
-def _epoch(now: datetime) -> int:
-    return int(now.timestamp())
-
 
 def _error_text(error: str) -> str:
     return error if len(error) <= MAX_ERROR_CHARS else error[: MAX_ERROR_CHARS - 1] + "…"
-
-
-def _condition_failed(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") == _CONDITION_FAILED
-
-
-def _cancel_reasons(exc: ClientError) -> list[str] | None:
-    """The per-item cancellation codes of a cancelled transaction, or None for other errors."""
-    if exc.response.get("Error", {}).get("Code") != _TX_CANCELLED:
-        return None
-    reasons = exc.response.get("CancellationReasons") or []
-    return [str(r.get("Code") or "None") for r in reasons]
-
-
-@dataclass(frozen=True)
-class WindowClaim:
-    """What a window item says about the window it claims (enough to request it)."""
-
-    tenant: str
-    window: Window
-    data_type: str
-    account_id: str | None
-    source: str
-
-    @property
-    def key(self) -> dict[str, str]:
-        return window_key(self.tenant, self.window.begin_str, self.window.end_str)
-
-    @classmethod
-    def from_item(cls, item: Mapping[str, Any]) -> WindowClaim:
-        tenant = str(item.get("tenant") or str(item["pk"]).removeprefix("WINDOW#"))
-        return cls(
-            tenant=tenant,
-            window=Window.from_sk(str(item["sk"])),
-            data_type=str(item.get("data_type") or "call_record"),
-            account_id=item.get("account_id") or None,
-            source=str(item.get("source") or "schedule"),
-        )
-
-
-@dataclass(frozen=True)
-class NewJob:
-    """A job item about to be written as ``REQUESTED``."""
-
-    response_id: str
-    claim: WindowClaim
-    attempt: int
-
-    def item(self, now: datetime, retention_days: int) -> dict[str, Any]:
-        wkey = self.claim.key
-        item: dict[str, Any] = {
-            **job_key(self.response_id),
-            "response_id": self.response_id,
-            "tenant": self.claim.tenant,
-            "begin_time": self.claim.window.begin_str,
-            "end_time": self.claim.window.end_str,
-            "data_type": self.claim.data_type,
-            "attempt": self.attempt,
-            "window_pk": wkey["pk"],
-            "window_sk": wkey["sk"],
-            "job_status": JobStatus.REQUESTED.value,
-            "status_at": utc_now_iso(now),
-            "requested_at": utc_now_iso(now),
-            "bill_enqueued": False,
-            "cdr_rows": 0,
-            "index_rows": 0,
-            "bad_rows": 0,
-            "recordings_total": 0,
-            "recordings_done": 0,
-            "recordings_failed": 0,
-            "expires_at": _epoch(now + timedelta(days=retention_days)),
-        }
-        if self.claim.account_id:
-            item["account_id"] = self.claim.account_id
-        return item
 
 
 class RecordResult(StrEnum):
@@ -147,100 +52,70 @@ class RecordResult(StrEnum):
 class JobStore:
     """Conditional reads and writes of the jobs table."""
 
-    def __init__(self, table_name: str, retention_days: int = 365, ddb: Any = None) -> None:
-        if ddb is None:
-            from exporter.aws import resource
+    def __init__(
+        self, table_name: str, retention_days: int = 365, ddb: Any = None, *, jobs_table: JobsTable | None = None
+    ) -> None:
+        """``ddb``: a low-level DynamoDB client (default: the process's). ``jobs_table``: the table
+        access itself, for a stand-in with ``JobsTable``'s methods (tests/fakes)."""
+        if jobs_table is None:
+            if ddb is None:
+                from exporter.aws import client
 
-            ddb = resource("dynamodb").meta.client
-        self._ddb = ddb
+                ddb = client("dynamodb")
+            jobs_table = JobsTable(ddb, table_name)
+        self._table = jobs_table
         self.table = table_name
         self.retention_days = retention_days
 
-    # ------------------------------------------------------------------ helpers
-
     def _expires_at(self, now: datetime) -> int:
-        return _epoch(now + timedelta(days=self.retention_days))
-
-    def _get(self, key: Mapping[str, str]) -> dict[str, Any] | None:
-        reply = self._ddb.get_item(TableName=self.table, Key=dict(key), ConsistentRead=True)
-        item: dict[str, Any] | None = reply.get("Item")
-        return item
-
-    def _update(self, key: Mapping[str, str], **kwargs: Any) -> bool:
-        try:
-            self._ddb.update_item(TableName=self.table, Key=dict(key), **kwargs)
-        except ClientError as exc:
-            if _condition_failed(exc):
-                return False
-            raise
-        return True
-
-    def _put(self, item: Mapping[str, Any], condition: str, values: Mapping[str, Any] | None = None) -> bool:
-        kwargs: dict[str, Any] = {"ConditionExpression": condition}
-        if values:
-            kwargs["ExpressionAttributeValues"] = dict(values)
-        try:
-            self._ddb.put_item(TableName=self.table, Item=dict(item), **kwargs)
-        except ClientError as exc:
-            if _condition_failed(exc):
-                return False
-            raise
-        return True
-
-    def _transact(self, items: list[dict[str, Any]]) -> list[str] | None:
-        """Run a transaction; ``None`` on success, else the cancellation codes per item."""
-        for entry in items:
-            next(iter(entry.values()))["TableName"] = self.table
-        try:
-            self._ddb.transact_write_items(TransactItems=items)
-        except ClientError as exc:
-            reasons = _cancel_reasons(exc)
-            if reasons is None:
-                raise
-            if "ConditionalCheckFailed" not in reasons:
-                raise  # cancelled for another reason (conflict, throttling): let it retry higher up
-            return reasons
-        return None
+        return epoch(now + timedelta(days=self.retention_days))
 
     # ------------------------------------------------------------------ reads
 
     def get_cursor(self, tenant: str) -> str | None:
         """The tenant's ``next_begin`` (tenant-local ``yyyy-MM-dd HH:mm:ss``), or None."""
-        item = self._get(cursor_key(tenant))
+        item = self._table.get(cursor_key(tenant))
         return str(item["next_begin"]) if item else None
 
-    def get_job(self, response_id: str) -> dict[str, Any] | None:
-        return self._get(job_key(response_id))
+    def get_job(self, response_id: str) -> Job | None:
+        item = self._table.get(job_key(response_id))
+        return Job.from_item(item) if item else None
 
-    def get_window(self, tenant: str, window: Window) -> dict[str, Any] | None:
-        return self._get(window_key(tenant, window.begin_str, window.end_str))
+    def get_window(self, tenant: str, window: Window) -> WindowItem | None:
+        item = self._table.get(window_key(tenant, window.begin_str, window.end_str))
+        return WindowItem.from_item(item) if item else None
 
-    def query_status(
-        self, status: JobStatus, before: datetime, *, page_size: int = 100, max_pages: int = 5
+    def _by_status(
+        self, status: JobStatus, before: datetime, page_size: int, max_pages: int
     ) -> Iterator[dict[str, Any]]:
         """Items in ``status`` whose ``status_at`` is older than ``before``, oldest first; at most
         ``page_size * max_pages`` items (the rest waits for the next tick)."""
-        kwargs: dict[str, Any] = {
-            "TableName": self.table,
-            "IndexName": STATUS_INDEX,
-            "KeyConditionExpression": "job_status = :s AND status_at < :t",
-            "ExpressionAttributeValues": {":s": status.value, ":t": utc_now_iso(before)},
-            "Limit": page_size,
-        }
-        for _ in range(max_pages):
-            reply = self._ddb.query(**kwargs)
-            yield from reply.get("Items", [])
-            last = reply.get("LastEvaluatedKey")
-            if not last:
-                return
-            kwargs["ExclusiveStartKey"] = last
+        return self._table.query_items(
+            IndexName=STATUS_INDEX,
+            KeyConditionExpression="job_status = :s AND status_at < :t",
+            ExpressionAttributeValues={":s": status.value, ":t": utc_now_iso(before)},
+            Limit=page_size,
+            max_pages=max_pages,
+        )
+
+    def jobs_in(
+        self, status: JobStatus, before: datetime, *, page_size: int = 100, max_pages: int = 5
+    ) -> Iterator[Job]:
+        """Jobs in ``status`` since before ``before`` (the ``by-status`` index), oldest first, bounded."""
+        for item in self._by_status(status, before, page_size, max_pages):
+            yield Job.from_item(item)
+
+    def claimed_windows(self, before: datetime, *, page_size: int = 100, max_pages: int = 5) -> Iterator[WindowItem]:
+        """Windows ``CLAIMED`` since before ``before`` and not yet requested, oldest first, bounded."""
+        for item in self._by_status(JobStatus.CLAIMED, before, page_size, max_pages):
+            yield WindowItem.from_item(item)
 
     # ------------------------------------------------------------------ cursor and claims
 
     def init_cursor(self, tenant: str, next_begin: str, now: datetime) -> bool:
         """Create the tenant's cursor if it does not exist yet."""
         item = {**cursor_key(tenant), "next_begin": next_begin, "updated_at": utc_now_iso(now)}
-        return self._put(item, "attribute_not_exists(pk)")
+        return self._table.put(item, "attribute_not_exists(pk)")
 
     def _window_item(self, claim: WindowClaim, now: datetime) -> dict[str, Any]:
         item: dict[str, Any] = {
@@ -254,7 +129,7 @@ class JobStore:
             "job_status": JobStatus.CLAIMED.value,
             "status_at": utc_now_iso(now),
             "claimed_at": utc_now_iso(now),
-            "lease_until": _epoch(now) + LEASE_SECONDS,
+            "lease_until": epoch(now) + LEASE_SECONDS,
             "expires_at": self._expires_at(now),
         }
         if claim.account_id:
@@ -267,7 +142,7 @@ class JobStore:
         Fails (``False``) when the window item exists or the cursor no longer holds
         ``expected_cursor``: another tick got there first.
         """
-        reasons = self._transact(
+        reasons = self._table.transact(
             [
                 {
                     "Put": {
@@ -294,7 +169,7 @@ class JobStore:
     def claim_backfill_window(self, claim: WindowClaim, now: datetime) -> bool:
         """Claim a backfill window unless it is claimed already. A ``FAILED`` window may be claimed
         again: re-sending a backfill is how an operator retries failed windows."""
-        return self._put(
+        return self._table.put(
             self._window_item(claim, now),
             "attribute_not_exists(pk) OR job_status = :failed",
             {":failed": JobStatus.FAILED.value},
@@ -302,24 +177,24 @@ class JobStore:
 
     def lease_window(self, claim: WindowClaim, now: datetime) -> bool:
         """Take the lease of a CLAIMED window before requesting it (reconciler)."""
-        return self._update(
+        return self._table.update(
             claim.key,
-            UpdateExpression="SET lease_until = :until",
-            ConditionExpression="job_status = :claimed AND (attribute_not_exists(lease_until) OR lease_until < :now)",
-            ExpressionAttributeValues={
+            update="SET lease_until = :until",
+            condition="job_status = :claimed AND (attribute_not_exists(lease_until) OR lease_until < :now)",
+            values={
                 ":claimed": JobStatus.CLAIMED.value,
-                ":now": _epoch(now),
-                ":until": _epoch(now) + LEASE_SECONDS,
+                ":now": epoch(now),
+                ":until": epoch(now) + LEASE_SECONDS,
             },
         )
 
     def note_window_error(self, claim: WindowClaim, error: str, now: datetime) -> bool:
         """Remember why a CLAIMED window could not be requested yet (it stays CLAIMED)."""
-        return self._update(
+        return self._table.update(
             claim.key,
-            UpdateExpression="SET last_error = :e, last_error_at = :now ADD request_errors :one",
-            ConditionExpression="job_status = :claimed",
-            ExpressionAttributeValues={
+            update="SET last_error = :e, last_error_at = :now ADD request_errors :one",
+            condition="job_status = :claimed",
+            values={
                 ":claimed": JobStatus.CLAIMED.value,
                 ":e": _error_text(error),
                 ":now": utc_now_iso(now),
@@ -329,12 +204,12 @@ class JobStore:
 
     def fail_window(self, claim: WindowClaim, error: str, now: datetime) -> bool:
         """CLAIMED → FAILED (the request was refused for good)."""
-        return self._update(
+        return self._table.update(
             claim.key,
-            UpdateExpression="SET job_status = :failed, status_at = :now, #e = :e REMOVE lease_until",
-            ConditionExpression="job_status = :claimed",
-            ExpressionAttributeNames={"#e": "error"},
-            ExpressionAttributeValues={
+            update="SET job_status = :failed, status_at = :now, #e = :e REMOVE lease_until",
+            condition="job_status = :claimed",
+            names={"#e": "error"},
+            values={
                 ":claimed": JobStatus.CLAIMED.value,
                 ":failed": JobStatus.FAILED.value,
                 ":now": utc_now_iso(now),
@@ -344,11 +219,11 @@ class JobStore:
 
     def window_no_data(self, claim: WindowClaim, now: datetime) -> bool:
         """CLAIMED → done without a job: CC-FS answered "no data found" (0300012)."""
-        return self._update(
+        return self._table.update(
             claim.key,
-            UpdateExpression="SET no_data = :true, completed_at = :now REMOVE job_status, status_at, lease_until",
-            ConditionExpression="job_status = :claimed",
-            ExpressionAttributeValues={
+            update="SET no_data = :true, completed_at = :now REMOVE job_status, status_at, lease_until",
+            condition="job_status = :claimed",
+            values={
                 ":claimed": JobStatus.CLAIMED.value,
                 ":true": True,
                 ":now": utc_now_iso(now),
@@ -359,7 +234,7 @@ class JobStore:
 
     def record_requested(self, job: NewJob, now: datetime) -> RecordResult:
         """{put job REQUESTED, window.response_id = job; window leaves the GSI} in one transaction."""
-        reasons = self._transact(
+        reasons = self._table.transact(
             [
                 self._put_new_job(job, now),
                 self._point_claimed_window(job, now),
@@ -367,7 +242,7 @@ class JobStore:
         )
         if reasons is None:
             return RecordResult.RECORDED
-        if reasons[0] == "ConditionalCheckFailed":
+        if reasons[0] == CONDITION_FAILED:
             return RecordResult.JOB_EXISTS
         return RecordResult.WINDOW_LOST
 
@@ -420,7 +295,7 @@ class JobStore:
     def link_existing_job(self, job: NewJob, now: datetime) -> bool:
         """The job item already exists (its callback came before we recorded the request): give it
         the window's fields it lacks and point the window at it."""
-        reasons = self._transact(
+        reasons = self._table.transact(
             [
                 self._link_job_update(job, now),
                 self._point_claimed_window(job, now),
@@ -428,31 +303,31 @@ class JobStore:
         )
         return reasons is None
 
-    def lease_job(self, job: Mapping[str, Any], now: datetime) -> bool:
+    def lease_job(self, job: Job, now: datetime) -> bool:
         """Take the lease of a timed-out REQUESTED job before re-requesting it."""
-        return self._update(
-            job_key(str(job["response_id"])),
-            UpdateExpression="SET lease_until = :until",
-            ConditionExpression=(
+        return self._table.update(
+            job_key(job.response_id),
+            update="SET lease_until = :until",
+            condition=(
                 "job_status = :requested AND status_at = :at "
                 "AND (attribute_not_exists(lease_until) OR lease_until < :now)"
             ),
-            ExpressionAttributeValues={
+            values={
                 ":requested": JobStatus.REQUESTED.value,
-                ":at": job["status_at"],
-                ":now": _epoch(now),
-                ":until": _epoch(now) + LEASE_SECONDS,
+                ":at": job.status_at,
+                ":now": epoch(now),
+                ":until": epoch(now) + LEASE_SECONDS,
             },
         )
 
-    def supersede(self, old: Mapping[str, Any], new: NewJob, now: datetime) -> RecordResult:
+    def supersede(self, old: Job, new: NewJob, now: datetime) -> RecordResult:
         """{old job REQUESTED → SUPERSEDED, put the new job, window.response_id = new} at once.
 
         ``JOB_EXISTS``: nothing was written because an item for the new responseId exists already:
         CC-FS called back for it before this was recorded (stored ``UNSOLICITED``); adopt it with
         ``supersede_into_existing``. ``WINDOW_LOST``: the old job or the window changed meanwhile.
         """
-        reasons = self._transact(
+        reasons = self._table.transact(
             [
                 self._supersede_old(old, new, now),
                 self._put_new_job(new, now),
@@ -461,22 +336,22 @@ class JobStore:
         )
         if reasons is None:
             return RecordResult.RECORDED
-        if reasons[1] == "ConditionalCheckFailed" and reasons[0] != "ConditionalCheckFailed":
+        if reasons[1] == CONDITION_FAILED and reasons[0] != CONDITION_FAILED:
             return RecordResult.JOB_EXISTS
         return RecordResult.WINDOW_LOST
 
-    def supersede_into_existing(self, old: Mapping[str, Any], new: NewJob, now: datetime) -> bool:
+    def supersede_into_existing(self, old: Job, new: NewJob, now: datetime) -> bool:
         """``supersede`` when the new responseId's item exists (its callback came first): that item
         gets the window's fields instead of being put."""
-        reasons = self._transact(
+        reasons = self._table.transact(
             [self._supersede_old(old, new, now), self._link_job_update(new, now), self._supersede_window(old, new, now)]
         )
         return reasons is None
 
-    def _supersede_old(self, old: Mapping[str, Any], new: NewJob, now: datetime) -> dict[str, Any]:
+    def _supersede_old(self, old: Job, new: NewJob, now: datetime) -> dict[str, Any]:
         return {
             "Update": {
-                "Key": job_key(str(old["response_id"])),
+                "Key": job_key(old.response_id),
                 "UpdateExpression": (
                     "SET job_status = :superseded, status_at = :now, superseded_by = :new REMOVE lease_until"
                 ),
@@ -490,7 +365,7 @@ class JobStore:
             }
         }
 
-    def _supersede_window(self, old: Mapping[str, Any], new: NewJob, now: datetime) -> dict[str, Any]:
+    def _supersede_window(self, old: Job, new: NewJob, now: datetime) -> dict[str, Any]:
         return {
             "Update": {
                 "Key": new.claim.key,
@@ -498,18 +373,18 @@ class JobStore:
                 "ConditionExpression": "response_id = :old",
                 "ExpressionAttributeValues": {
                     ":new": new.response_id,
-                    ":old": str(old["response_id"]),
+                    ":old": old.response_id,
                     ":attempt": new.attempt,
                     ":now": utc_now_iso(now),
                 },
             }
         }
 
-    def fail_requested_job(self, job: Mapping[str, Any], error: str, now: datetime) -> bool:
+    def fail_requested_job(self, job: Job, error: str, now: datetime) -> bool:
         """{job REQUESTED → FAILED, its window → FAILED} at once."""
-        rid = str(job["response_id"])
+        rid = job.response_id
         text = _error_text(error)
-        reasons = self._transact(
+        reasons = self._table.transact(
             [
                 {
                     "Update": {
@@ -527,7 +402,7 @@ class JobStore:
                 },
                 {
                     "Update": {
-                        "Key": {"pk": str(job["window_pk"]), "sk": str(job["window_sk"])},
+                        "Key": {"pk": str(job.window_pk), "sk": str(job.window_sk)},
                         "UpdateExpression": "SET job_status = :failed, status_at = :now, #e = :e",
                         "ConditionExpression": "response_id = :rid",
                         "ExpressionAttributeNames": {"#e": "error"},
@@ -543,17 +418,17 @@ class JobStore:
         )
         return reasons is None
 
-    def fail_stalled_job(self, job: Mapping[str, Any], error: str, now: datetime) -> bool:
+    def fail_stalled_job(self, job: Job, error: str, now: datetime) -> bool:
         """DOWNLOADING → FAILED, only if the job has not moved since it was read."""
-        return self._update(
-            job_key(str(job["response_id"])),
-            UpdateExpression="SET job_status = :failed, status_at = :now, #e = :e",
-            ConditionExpression="job_status = :downloading AND status_at = :at",
-            ExpressionAttributeNames={"#e": "error"},
-            ExpressionAttributeValues={
+        return self._table.update(
+            job_key(job.response_id),
+            update="SET job_status = :failed, status_at = :now, #e = :e",
+            condition="job_status = :downloading AND status_at = :at",
+            names={"#e": "error"},
+            values={
                 ":failed": JobStatus.FAILED.value,
                 ":downloading": JobStatus.DOWNLOADING.value,
-                ":at": job["status_at"],
+                ":at": job.status_at,
                 ":now": utc_now_iso(now),
                 ":e": _error_text(error),
             },
@@ -567,14 +442,14 @@ class JobStore:
         condition = "job_status = :from"
         if from_status is JobStatus.FAILED:
             condition += " AND attribute_not_exists(callback_at)"
-        return self._update(
+        return self._table.update(
             job_key(response_id),
-            UpdateExpression=(
+            update=(
                 "SET job_status = :ready, bill_file_name = :name, callback_at = if_not_exists(callback_at, :now), "
                 "status_at = :now, bill_enqueued = :false REMOVE lease_until"
             ),
-            ConditionExpression=condition,
-            ExpressionAttributeValues={
+            condition=condition,
+            values={
                 ":from": from_status.value,
                 ":ready": JobStatus.READY.value,
                 ":name": bill_file_name,
@@ -584,32 +459,32 @@ class JobStore:
         )
 
     def set_bill_enqueued(self, response_id: str) -> bool:
-        return self._update(
+        return self._table.update(
             job_key(response_id),
-            UpdateExpression="SET bill_enqueued = :true",
-            ConditionExpression="attribute_exists(pk)",
-            ExpressionAttributeValues={":true": True},
+            update="SET bill_enqueued = :true",
+            condition="attribute_exists(pk)",
+            values={":true": True},
         )
 
     def clear_failed_window(self, window_pk: str, window_sk: str, response_id: str) -> bool:
         """A FAILED window whose job came back to life (late callback) leaves the GSI again."""
-        return self._update(
+        return self._table.update(
             {"pk": window_pk, "sk": window_sk},
-            UpdateExpression="REMOVE job_status, status_at, #e",
-            ConditionExpression="response_id = :rid AND job_status = :failed",
-            ExpressionAttributeNames={"#e": "error"},
-            ExpressionAttributeValues={":rid": response_id, ":failed": JobStatus.FAILED.value},
+            update="REMOVE job_status, status_at, #e",
+            condition="response_id = :rid AND job_status = :failed",
+            names={"#e": "error"},
+            values={":rid": response_id, ":failed": JobStatus.FAILED.value},
         )
 
     def record_superseded_callback(self, response_id: str, bill_file_name: str, now: datetime) -> bool:
         """Remember a late callback for a SUPERSEDED job (no download): an operator can replay it."""
-        return self._update(
+        return self._table.update(
             job_key(response_id),
-            UpdateExpression=(
+            update=(
                 "SET callback_at = if_not_exists(callback_at, :now), bill_file_name = if_not_exists(bill_file_name, :n)"
             ),
-            ConditionExpression="job_status = :superseded AND attribute_not_exists(callback_at)",
-            ExpressionAttributeValues={
+            condition="job_status = :superseded AND attribute_not_exists(callback_at)",
+            values={
                 ":superseded": JobStatus.SUPERSEDED.value,
                 ":now": utc_now_iso(now),
                 ":n": bill_file_name,
@@ -630,8 +505,7 @@ class JobStore:
         ``owned``: the tenants the callback's ak signs for (``callback_tenants``): only a window of
         one of them can later adopt this item as its job's early callback."""
         item: dict[str, Any] = {
-            "pk": f"JOB#{response_id}",
-            "sk": JOB_SK,
+            **job_key(response_id),
             "response_id": response_id,
             "tenant": tenant,
             "job_status": JobStatus.UNSOLICITED.value,
@@ -645,4 +519,4 @@ class JobStore:
             item["account_id"] = account_id
         if owned:
             item["callback_tenants"] = set(owned)
-        return self._put(item, "attribute_not_exists(pk)")
+        return self._table.put(item, "attribute_not_exists(pk)")
