@@ -22,6 +22,7 @@ import pytest
 
 from local.stack.cfn import Resolver, load_template, translate
 from tests.deploy.codescan import BOTO3_ACTIONS, scan
+from tests.deploy.conditions import pick_conditions
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
@@ -142,23 +143,6 @@ class Deployed:
         return {k: self.value(v) for k, v in node.items()}
 
 
-_NO_VALUE = object()
-
-
-def _pick(node: Any, conditions: dict[str, bool]) -> Any:
-    if isinstance(node, dict):
-        if set(node) == {"Fn::If"}:
-            name, yes, no = node["Fn::If"]
-            return _pick(yes if conditions[name] else no, conditions)
-        if node == {"Ref": "AWS::NoValue"}:
-            return _NO_VALUE
-        picked = {k: _pick(v, conditions) for k, v in node.items()}
-        return {k: v for k, v in picked.items() if v is not _NO_VALUE}
-    if isinstance(node, list):
-        return [v for v in (_pick(x, conditions) for x in node) if v is not _NO_VALUE]
-    return node
-
-
 @cache
 def deployed(name: str) -> Deployed:
     params = scenario_parameters(name)
@@ -167,7 +151,7 @@ def deployed(name: str) -> Deployed:
     resolver = Resolver(parameters=values, conditions=cfn.get("Conditions", {}))
     conditions = {c: resolver.condition(c) for c in cfn.get("Conditions", {})}
     resources = {
-        lid: _pick(copy.deepcopy(r), conditions)
+        lid: pick_conditions(copy.deepcopy(r), conditions)
         for lid, r in cfn["Resources"].items()
         if conditions.get(r.get("Condition", ""), True)
     }

@@ -24,6 +24,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.deploy.conditions import pick_conditions
+
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = ROOT / "template.yaml"
 
@@ -162,23 +164,6 @@ def template() -> Template:
 
 # --------------------------------------------------------------------------- helpers
 
-_NO_VALUE = object()
-
-
-def _resolve(node: Any, conditions: dict[str, bool]) -> Any:
-    """Pick the Fn::If branches for ``conditions`` and drop AWS::NoValue."""
-    if isinstance(node, dict):
-        if set(node) == {"Fn::If"}:
-            name, when_true, when_false = node["Fn::If"]
-            return _resolve(when_true if conditions[name] else when_false, conditions)
-        if node == {"Ref": "AWS::NoValue"}:
-            return _NO_VALUE
-        resolved = {k: _resolve(v, conditions) for k, v in node.items()}
-        return {k: v for k, v in resolved.items() if v is not _NO_VALUE}
-    if isinstance(node, list):
-        return [v for v in (_resolve(item, conditions) for item in node) if v is not _NO_VALUE]
-    return node
-
 
 def conditions_for(t: Template, overrides: dict[str, str]) -> dict[str, bool]:
     params = {name: str(spec.get("Default", "")) for name, spec in t.get("Parameters", {}).items()}
@@ -211,7 +196,7 @@ def scenario(t: Template, name: str) -> Template:
     """The template as CloudFormation would see it for SCENARIOS[name]."""
     conditions = conditions_for(t, SCENARIOS[name])
     body = {k: v for k, v in t.items() if k != "Conditions"}
-    resolved = _resolve(body, conditions)
+    resolved = pick_conditions(body, conditions)
     resolved["Resources"] = {
         k: r for k, r in resolved["Resources"].items() if conditions.get(r.get("Condition", ""), True)
     }

@@ -246,7 +246,7 @@ def test_every_time_patch_names_a_constant_the_product_still_has():
     reported by the function processes, and the stack then waits the product's 5 min per lease."""
     import importlib
 
-    from local.stack.stack import TIME_PATCHES
+    from local.stack.config import TIME_PATCHES
 
     for target in TIME_PATCHES:
         module_name, _, name = target.rpartition(".")
