@@ -4,7 +4,8 @@ the object storage its pre-signed recording URLs point at (an ``httpx.MockTransp
 
 Each call is logged and answers from what the test configured:
 
-* ``query_bill_data``: a fresh response id, or the next of ``query_errors`` (``None`` = succeed);
+* ``query_bill_data``: the next of ``response_ids``, else a fresh one; or the next of
+  ``query_errors`` (``None`` = succeed);
   ``before_call`` runs once, first thing (to race the call against something);
 * ``download_bill_file``: ``bill_replies`` (bytes or an exception), one per call, the last repeating;
 * ``get_record_file_urls``: the next of ``url_replies`` (a URL list or an exception), else one URL
@@ -54,6 +55,7 @@ class FakeCcfs:
         self.query_calls: list[dict[str, Any]] = []
         self.query_errors: list[Exception | None] = []
         self.before_call: Callable[[], None] | None = None
+        self.response_ids: list[str] = []
         # downloadBillFile
         self.bill_replies: list[bytes | Exception] = list(bill_replies)
         self.bill_calls: list[str] = []
@@ -90,7 +92,7 @@ class FakeCcfs:
             error = self.query_errors.pop(0)
             if error is not None:
                 raise error
-        return uuid.uuid4().hex
+        return self.response_ids.pop(0) if self.response_ids else uuid.uuid4().hex
 
     def windows(self) -> list[str]:
         """The requested windows, as ``begin|end`` in CC-FS's time format."""

@@ -20,6 +20,7 @@ from ccfs.errors import CcfsNotFound, CcfsTransientError
 from exporter.bill_export import send_batches
 from tests.conftest import load_handler, sqs_messages
 from tests.fakes.ccfs import FakeCcfs
+from tests.fakes.queues import FakeSqs
 from tests.helpers import fast_clients, seed_job
 from tests.unit.bill_helpers import (
     BILL,
@@ -374,35 +375,18 @@ def test_event_file_is_a_valid_bill_message():
     assert ":aicc-export-BillQueue-" in event["Records"][0]["eventSourceARN"]
 
 
-class FlakySqs:
-    def __init__(self, fail_first: int) -> None:
-        self.fail_first = fail_first
-        self.calls: list[list[str]] = []
-
-    def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, str]]) -> dict[str, Any]:
-        self.calls.append([e["Id"] for e in Entries])
-        failed = Entries[: self.fail_first]
-        self.fail_first = 0
-        return {
-            "Successful": [{"Id": e["Id"]} for e in Entries if e not in failed],
-            "Failed": [{"Id": e["Id"], "Code": "InternalError", "SenderFault": False} for e in failed],
-        }
-
-
 def test_send_batches_resends_failed_entries_only():
-    sqs = FlakySqs(fail_first=2)
+    sqs = FakeSqs(fail_first=2)
     assert send_batches(sqs, "q", (f"m{i}" for i in range(12)), sleep=lambda _s: None) == 12
-    assert sqs.calls == [[str(i) for i in range(10)], ["0", "1"], ["0", "1"]]
+    assert sqs.batches == [[str(i) for i in range(10)], ["0", "1"], ["0", "1"]]
+    assert sorted(sqs.bodies["q"]) == sorted(f"m{i}" for i in range(12))  # each body once
 
 
 def test_send_batches_gives_up_loudly():
-    class AlwaysFailing(FlakySqs):
-        def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, str]]) -> dict[str, Any]:
-            self.fail_first = len(Entries)
-            return super().send_message_batch(QueueUrl, Entries)
-
+    sqs = FakeSqs(always_fail=True)
     with pytest.raises(RuntimeError, match="still failing"):
-        send_batches(AlwaysFailing(0), "q", ["a"], attempts=3, sleep=lambda _s: None)
+        send_batches(sqs, "q", ["a"], attempts=3, sleep=lambda _s: None)
+    assert sqs.batches == [["0"], ["0"], ["0"]] and sqs.bodies == {}
 
 
 def test_recordings_of_one_call_sharing_a_file_name_in_two_directories_are_two_recordings(aws, handler, lambda_context):

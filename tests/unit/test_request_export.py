@@ -44,6 +44,7 @@ from exporter.requesting import (
 )
 from tests.conftest import emf_totals, load_handler, sqs_messages
 from tests.fakes.ccfs import FakeCcfs
+from tests.fakes.queues import FakeQueue
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 T = datetime(2026, 11, 21, 10, 10, tzinfo=UTC)
@@ -99,15 +100,20 @@ def clock() -> Clock:
     return Clock(T)
 
 
-def make_ctx(settings: Settings, ccfs: FakeCcfs, clock: Clock, sent: list[Any] | None = None) -> RequestContext:
-    out = sent if sent is not None else []
+def make_ctx(
+    settings: Settings,
+    ccfs: FakeCcfs,
+    clock: Clock,
+    bills: FakeQueue | None = None,
+    requests: FakeQueue | None = None,
+) -> RequestContext:
     return RequestContext(
         settings=settings,
         store=JobStore(settings.jobs_table, settings.retention_days),
         ccfs=lambda tenant: ccfs,
         clock=clock,
-        send_request=out.append,
-        send_bill=out.append,
+        send_request=(requests or FakeQueue()).send,
+        send_bill=(bills or FakeQueue()).send,
     )
 
 
@@ -506,36 +512,35 @@ def test_window_claimed_for_longer_than_the_stall_limit_fails_loudly(env: Any, c
 
 def test_callback_that_beats_its_request_is_adopted(env: Any, ccfs: FakeCcfs, clock: Clock) -> None:
     settings = env(EXPORT_START_TIME="2026-11-21T16:00:00")
-    sent: list[Any] = []
-    ctx = make_ctx(settings, ccfs, clock, sent)
+    bills, requests = FakeQueue(), FakeQueue()
+    ctx = make_ctx(settings, ccfs, clock, bills, requests)
     rid = "c" * 32
     # CC-FS answers with rid and calls back before we record the request.
     ctx.store.put_unsolicited(rid, f"20261121_{rid}.zip", "_all", None, T)
-    ctx.ccfs = lambda tenant: type("Ccfs", (), {"query_bill_data": lambda self, *a, **k: rid})()
+    ccfs.response_ids = [rid]
     report = run_tick(ctx)
     assert report.requested == 1
     job = get_item(settings, job_key(rid))
     assert job["job_status"] == "READY" and job["bill_enqueued"] is True
     assert job["tenant"] == "acct001" and job["window_sk"] == "2026-11-21 16:00:00|2026-11-21 16:59:59"
-    assert sent == [
+    assert bills.sent == [
         BillMessage(responseId=rid, billFileName=f"20261121_{rid}.zip", tenant="acct001", accountId="acct001")
     ]
+    assert requests.sent == []
 
 
 def test_callback_that_beats_its_re_request_is_adopted(env: Any, ccfs: FakeCcfs, clock: Clock) -> None:
     settings = _one_window(env)
-    sent: list[Any] = []
-    ctx = make_ctx(settings, ccfs, clock, sent)
+    bills, requests = FakeQueue(), FakeQueue()
+    ctx = make_ctx(settings, ccfs, clock, bills, requests)
     run_tick(ctx)
     (first,) = jobs(settings, "REQUESTED")
     rid = "d" * 32
-
-    def query_bill_data(*_: Any, **__: Any) -> str:
-        # CC-FS accepts the re-request and its callback lands before the reconciler records it.
-        ctx.store.put_unsolicited(rid, f"20261121_{rid}.zip", "_all", None, T + timedelta(minutes=121))
-        return rid
-
-    ctx.ccfs = lambda tenant: type("Ccfs", (), {"query_bill_data": lambda self, *a, **k: query_bill_data(*a, **k)})()
+    # CC-FS accepts the re-request and its callback lands before the reconciler records it.
+    ccfs.before_call = lambda: ctx.store.put_unsolicited(
+        rid, f"20261121_{rid}.zip", "_all", None, T + timedelta(minutes=121)
+    )
+    ccfs.response_ids = [rid]
     report = reconcile(ctx, T + timedelta(minutes=121))
 
     assert report.re_requested == 1 and report.lost_races == 0
@@ -546,9 +551,10 @@ def test_callback_that_beats_its_re_request_is_adopted(env: Any, ccfs: FakeCcfs,
     assert job["window_sk"] == first["window_sk"] and job["tenant"] == "acct001"
     window = window_item(settings, first["window_sk"])
     assert window["response_id"] == rid and window["attempt"] == 2
-    assert sent == [
+    assert bills.sent == [
         BillMessage(responseId=rid, billFileName=f"20261121_{rid}.zip", tenant="acct001", accountId="acct001")
     ]
+    assert requests.sent == []
     assert jobs(settings, "REQUESTED") == []
 
 
