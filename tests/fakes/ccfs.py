@@ -4,17 +4,17 @@ the object storage its pre-signed recording URLs point at (an ``httpx.MockTransp
 
 Each call is logged and answers from what the test configured:
 
-* ``query_bill_data``: the next of ``response_ids``, else a fresh one; or the next of
-  ``query_errors`` (``None`` = succeed);
-  ``before_call`` runs once, first thing (to race the call against something);
+* ``query_bill_data``: raises the next of ``query_errors`` (``None`` = succeed), else answers the
+  next of ``response_ids``, else a fresh one; ``before_call`` runs once, first thing (to race the
+  call against something, e.g. a callback that lands before the request is recorded);
 * ``download_bill_file``: ``bill_replies`` (bytes or an exception), one per call, the last repeating;
 * ``get_record_file_urls``: the next of ``url_replies`` (a URL list or an exception), else one URL
   per recording in ``recordings[call_id]``, or ``record_urls`` when given;
 * ``download_record_file``: ``files[file_name]`` (bytes or an exception), else CC-FS's "no data found";
   with ``fallback=False`` any call fails the test (the happy path never falls back);
 * object storage (``http``): the next of ``routes[path]``, else the recording named by the path
-  (``/rec/{call_id}/{stem}.wav``), else 404. Pass ``http`` to use a
-  real client instead (TLS tests); the fake then serves nothing itself.
+  (``/rec/{call_id}/{stem}.wav``), else 404. Pass ``http`` to use a real client instead (TLS
+  tests); the fake then serves nothing itself.
 
 Not the simulator (``local/ccfs_simulator``): no HTTP, no signatures, no protocol; integration and
 e2e tests use that.
