@@ -9,15 +9,15 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import boto3
-import httpx
 
 from bench.awscount import RequestCounter
 from bench.child import count_requests
 from exporter import aws as exporter_aws
 from tests.conftest import load_handler
+from tests.fakes.ccfs import FakeCcfs
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENT = json.loads((ROOT / "events" / "recording_message.json").read_text())
@@ -25,21 +25,13 @@ RID = json.loads(EVENT["Records"][0]["body"])["responseId"]
 FOUR = {"dynamodb:GetItem": 1, "dynamodb:TransactWriteItems": 1, "s3:PutObject": 2}
 
 
-class SmallCcfs:
-    """CC-FS answering every call's recording URLs; object storage serving 2 KB per recording."""
-
-    def __init__(self) -> None:
-        self.http = httpx.Client(transport=httpx.MockTransport(self._serve), follow_redirects=False)
-
-    def get_record_file_urls(self, call_id: str, begin: Any, end: Any, *, version: str | None = "2.0") -> list[str]:
-        host = "bucket.obs.cn-north-4.myhuaweicloud.com"
-        return [f"https://{host}/rec/{call_id}/{n}.wav?Expires=1&Signature=S" for n in ("0903379", "0903380")]
-
-    def download_record_file(self, file_name: str, sink: BinaryIO) -> int:
-        raise AssertionError("the happy path never falls back")
-
-    def _serve(self, request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, content=b"RIFF" + b"\0" * 2044, headers={"Content-Type": "audio/wav"})
+def small_ccfs() -> FakeCcfs:
+    """CC-FS answering the event's recording URLs; object storage serving 2 KB per recording; the
+    happy path never falls back to downloadRecordFile."""
+    fake = FakeCcfs(fallback=False)
+    for record in EVENT["Records"]:
+        fake.add(json.loads(record["body"]), b"RIFF" + b"\0" * 2044)
+    return fake
 
 
 def _seed_job(names: Any, total: int) -> None:
@@ -70,7 +62,7 @@ def _event(names: Any) -> dict[str, Any]:
 
 def test_the_bench_counts_the_four_requests_of_each_recording(aws, monkeypatch, lambda_context):
     _seed_job(aws, total=3)  # two of three: neither recording completes the job
-    fake = SmallCcfs()
+    fake = small_ccfs()
     app = load_handler("download")
     monkeypatch.setattr(app, "ccfs_client", lambda settings, tenant: fake)
     monkeypatch.setattr(app, "recording_http", lambda settings: fake.http)

@@ -14,7 +14,7 @@ import pytest
 
 from ccfs.auth import sign
 from local.stack.events import api_gateway_event
-from tests.unit.test_callback import NOW, RID, VENDOR_BODY, harness  # noqa: F401  (fixture)
+from tests.unit.callback_helpers import NOW, RID, VENDOR_BODY
 
 EXECUTE_API = "https://a1b2c3d4e5.execute-api.ap-southeast-1.amazonaws.com/v1/ccfs/callback"
 CUSTOM_DOMAIN = "https://callbacks.example.com/aicc/ccfs/callback"  # base path "aicc" -> stage v1
@@ -48,7 +48,7 @@ def delivered(callback_url: str, signed_for: str | None = None) -> dict[str, Any
 
 
 @pytest.mark.parametrize("url", [EXECUTE_API, CUSTOM_DOMAIN], ids=["execute-api", "custom-domain"])
-def test_callback_signed_for_the_url_cc_fs_was_given_is_accepted(harness, url):  # noqa: F811
+def test_callback_signed_for_the_url_cc_fs_was_given_is_accepted(harness, url):
     harness.put_job(RID)
     event = delivered(url)
     assert "Content-Length" not in event["headers"] and event["headers"]["Host"] == urlsplit(url).netloc
@@ -64,7 +64,7 @@ def test_callback_signed_for_the_url_cc_fs_was_given_is_accepted(harness, url): 
         "https://other.example.com/aicc/ccfs/callback",  # another host
     ],
 )
-def test_callback_signed_for_another_url_is_rejected(harness, signed_for):  # noqa: F811
+def test_callback_signed_for_another_url_is_rejected(harness, signed_for):
     harness.put_job(RID)
     status, body = harness.call(delivered(CUSTOM_DOMAIN, signed_for))
     assert (status, body["resultCode"]) == (401, "401")

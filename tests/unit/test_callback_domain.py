@@ -16,6 +16,7 @@ from exporter.jobs.store import JobStore
 from exporter.messages import BillMessage
 from exporter.planner import Window
 from tests.fakes.jobs_table import FakeJobsTable
+from tests.fakes.queues import FakeQueue
 
 NOW = datetime(2018, 7, 2, 2, 0, tzinfo=UTC)
 RID = "9239cb50a8384bb0ab503441bf089446"
@@ -39,29 +40,29 @@ def requested(store: JobStore) -> None:
     store.record_requested(NewJob(RID, CLAIM, 1), NOW - timedelta(minutes=20))
 
 
-def callback(store: JobStore, sent: list[BillMessage], *, allow: bool = False, **body: str) -> CallbackOutcome:
+def callback(store: JobStore, bills: FakeQueue, *, allow: bool = False, **body: str) -> CallbackOutcome:
     parsed = BillCallbackBody.model_validate({"responseId": RID, "billFileName": NAME, **body})
-    return process_callback(store, sent.append, parsed, allow_unsolicited=allow, now=NOW, owned=OWNED)
+    return process_callback(store, bills.send, parsed, allow_unsolicited=allow, now=NOW, owned=OWNED)
 
 
 def test_a_callback_readies_its_job_once_in_three_table_requests(store: JobStore, table: FakeJobsTable) -> None:
     requested(store)
     table.requests.clear()
-    sent: list[BillMessage] = []
-    assert callback(store, sent, accountId="acct001") is CallbackOutcome.ACCEPTED
+    bills = FakeQueue()
+    assert callback(store, bills, accountId="acct001") is CallbackOutcome.ACCEPTED
     assert table.requests == ["GetItem", "UpdateItem", "UpdateItem"]  # read, READY, bill_enqueued
     job = store.get_job(RID)
     assert job is not None and job.job_status is JobStatus.READY and job.bill_enqueued and job.callback_at
-    assert sent == [BillMessage(responseId=RID, billFileName=NAME, tenant="acct001", accountId="acct001")]
-    assert callback(store, sent) is CallbackOutcome.DUPLICATE
-    assert len(sent) == 1  # replayed: nothing sent twice
+    assert bills.sent == [BillMessage(responseId=RID, billFileName=NAME, tenant="acct001", accountId="acct001")]
+    assert callback(store, bills) is CallbackOutcome.DUPLICATE
+    assert len(bills.sent) == 1  # replayed: nothing sent twice
 
 
 def test_an_unknown_response_id_is_kept_for_its_ak_and_adopted_only_by_that_tenants_window(
     store: JobStore,
 ) -> None:
-    sent: list[BillMessage] = []
-    assert callback(store, sent) is CallbackOutcome.UNSOLICITED
+    bills = FakeQueue()
+    assert callback(store, bills) is CallbackOutcome.UNSOLICITED
     job = store.get_job(RID)
     assert job is not None and job.job_status is JobStatus.UNSOLICITED and job.callback_tenants == OWNED
     other = WindowClaim("acct002", CLAIM.window, "call_record", "acct002", "")
@@ -69,17 +70,17 @@ def test_an_unknown_response_id_is_kept_for_its_ak_and_adopted_only_by_that_tena
     assert not store.link_existing_job(NewJob(RID, other, 1), NOW)  # not acct002's callback
     assert store.claim_backfill_window(CLAIM, NOW)
     assert store.link_existing_job(NewJob(RID, CLAIM, 1), NOW)
-    assert promote_early_callback(store, sent.append, RID, NOW)
-    assert sent == [BillMessage(responseId=RID, billFileName=NAME, tenant="acct001", accountId="acct001")]
-    assert not promote_early_callback(store, sent.append, RID, NOW)  # sent once
+    assert promote_early_callback(store, bills.send, RID, NOW)
+    assert bills.sent == [BillMessage(responseId=RID, billFileName=NAME, tenant="acct001", accountId="acct001")]
+    assert not promote_early_callback(store, bills.send, RID, NOW)  # sent once
 
 
 def test_a_callback_for_another_tenants_job_changes_nothing(store: JobStore, table: FakeJobsTable) -> None:
     requested(store)
     before = {key: dict(item) for key, item in table.items.items()}
-    sent: list[BillMessage] = []
-    assert callback(store, sent, accountId="acct002") is CallbackOutcome.FOREIGN
-    assert table.items == before and sent == []
+    bills = FakeQueue()
+    assert callback(store, bills, accountId="acct002") is CallbackOutcome.FOREIGN
+    assert table.items == before and bills.sent == []
 
 
 def test_a_late_callback_revives_a_failed_job_and_its_window_leaves_the_status_index(store: JobStore) -> None:
@@ -89,9 +90,9 @@ def test_a_late_callback_revives_a_failed_job_and_its_window_leaves_the_status_i
     assert store.fail_requested_job(job, "no callback after 3 attempts", NOW - timedelta(minutes=1))
     window = store.get_window("acct001", CLAIM.window)
     assert window is not None and window.job_status is JobStatus.FAILED
-    sent: list[BillMessage] = []
-    assert callback(store, sent) is CallbackOutcome.REVIVED
-    assert len(sent) == 1
+    bills = FakeQueue()
+    assert callback(store, bills) is CallbackOutcome.REVIVED
+    assert len(bills.sent) == 1
     window = store.get_window("acct001", CLAIM.window)
     assert window is not None and window.job_status is None and window.response_id == RID
-    assert callback(store, sent) is CallbackOutcome.DUPLICATE and len(sent) == 1
+    assert callback(store, bills) is CallbackOutcome.DUPLICATE and len(bills.sent) == 1

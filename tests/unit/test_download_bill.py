@@ -1,139 +1,52 @@
 """Download function, bill messages: ZIP → raw/, cdr/, recording_index/, recording fan-out, manifest.
 
-CC-FS is a fake with ``download_bill_file``; the ZIPs are real, built here with zipfile and read by
-the real ``ccfs.bills.BillFile``. AWS is moto (tests/conftest.py ``aws``).
+CC-FS is ``tests.fakes.ccfs.FakeCcfs`` answering ``download_bill_file``; the ZIPs are real, built
+with zipfile (``tests.unit.bill_helpers``) and read by the real ``ccfs.bills.BillFile``.
+AWS is moto (tests/conftest.py ``aws``).
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import zipfile
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import pytest
 
-from ccfs.columns import CDR_COLUMNS, RECORD_COLUMNS
+from ccfs.columns import RECORD_COLUMNS
 from ccfs.errors import CcfsNotFound, CcfsTransientError
-from exporter import aws as exporter_aws
 from exporter.bill_export import send_batches
-from exporter.jobs.keys import job_key
-from tests.conftest import emf_totals, load_handler, sqs_messages
-from tests.unit.test_progress import fast_clients, seed_job
+from tests.conftest import load_handler, sqs_messages
+from tests.fakes.ccfs import FakeCcfs
+from tests.fakes.queues import FakeSqs
+from tests.helpers import fast_clients, seed_job
+from tests.unit.bill_helpers import (
+    BILL,
+    CDR_1,
+    CDR_2,
+    CDR_HEADER,
+    INDEX_1,
+    PREFIX,
+    REC_A1,
+    REC_A2,
+    REC_B,
+    RID,
+    bill_event,
+    cdr_row,
+    csv_bytes,
+    emitted,
+    happy_zip,
+    idx_row,
+    job,
+    manifest,
+    parse_csv,
+    s3_objects,
+    zip_bytes,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
-RID = "9239cb50a8384bb0ab503441bf089446"
-BILL = f"20180702_{RID}.zip"
-PREFIX = "20180702101500123456"
-CDR_HEADER = [*CDR_COLUMNS, "leave_reason"]  # a column past the documented 21: kept
-
-
-def cdr_row(account: str, call_id: str, begin: str, leg: str = "1") -> list[str]:
-    values = dict.fromkeys(CDR_HEADER, "")
-    values.update(
-        developer="dev001",
-        account_id=account,
-        call_id=call_id,
-        caller_no="13800000001",
-        callee_no="4008001",
-        call_begin=begin,
-        call_end=begin[:-2] + "59",
-        call_id_num=leg,
-        leave_reason="0",
-    )
-    return list(values.values())
-
-
-def idx_row(account: str, call_id: str, begin: str, file_name: str, media: str = "5") -> list[str]:
-    values = dict.fromkeys(RECORD_COLUMNS, "")
-    values.update(
-        developer="dev001",
-        account_id=account,
-        cc_id="1",
-        call_id=call_id,
-        call_begin=begin,
-        call_end=begin[:-2] + "59",
-        file_name=file_name,
-        original_file_name=file_name.replace("/", "\\"),
-        media_type=media,
-    )
-    return list(values.values())
-
-
-def csv_bytes(header: list[str] | None, rows: list[list[str]]) -> bytes:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    if header:
-        writer.writerow(header)
-    writer.writerows(rows)
-    return out.getvalue().encode()
-
-
-def zip_bytes(entries: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED) -> bytes:
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", compression=compression) as zf:
-        for name, data in entries.items():
-            zf.writestr(name, data)
-    return out.getvalue()
-
-
-def parse_csv(data: bytes) -> list[list[str]]:
-    return list(csv.reader(io.StringIO(data.decode())))
-
-
-class FakeCcfs:
-    """download_bill_file only; ``replies`` are bytes or exceptions, one per call (last repeats)."""
-
-    def __init__(self, *replies: bytes | Exception) -> None:
-        self.replies = list(replies)
-        self.calls: list[str] = []
-
-    def download_bill_file(self, bill_file_name: str, sink: BinaryIO) -> int:
-        self.calls.append(bill_file_name)
-        reply = self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
-        if isinstance(reply, Exception):
-            raise reply
-        sink.write(reply)
-        return len(reply)
-
-
-def queue_arn(queue_url: str) -> str:
-    return f"arn:aws:sqs:us-east-1:123456789012:{queue_url.rsplit('/', 1)[-1]}"
-
-
-def bill_event(names: Any, body: dict[str, Any] | None = None, arn: str | None = None) -> dict[str, Any]:
-    event = json.loads((ROOT / "events" / "bill_message.json").read_text())
-    record = event["Records"][0]
-    if body is not None:
-        record["body"] = json.dumps(body)
-    record["eventSourceARN"] = arn or queue_arn(names.bill_queue_url)
-    return event
-
-
-def s3_objects(names: Any, prefix: str = "") -> dict[str, bytes]:
-    s3 = exporter_aws.client("s3")
-    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=names.bucket, Prefix=prefix).get("Contents", [])]
-    return {k: s3.get_object(Bucket=names.bucket, Key=k)["Body"].read() for k in keys}
-
-
-def job(names: Any) -> dict[str, Any]:
-    return (
-        exporter_aws.resource("dynamodb")
-        .Table(names.jobs_table)
-        .get_item(Key=job_key(RID), ConsistentRead=True)["Item"]
-    )
-
-
-def manifest(names: Any) -> dict[str, Any]:
-    return json.loads(s3_objects(names, f"manifests/{RID}.json")[f"manifests/{RID}.json"])
-
-
-def emitted(capsys: pytest.CaptureFixture[str]) -> dict[str, float]:
-    """Sum of every EMF metric printed so far."""
-    return emf_totals(capsys.readouterr().out)
 
 
 @pytest.fixture
@@ -152,35 +65,6 @@ def handler(aws, monkeypatch):
 
 # ---------------------------------------------------------------------------- the bill
 
-CDR_1 = [
-    cdr_row("acct001", "1530497000-101", "2018-07-02 09:15:02", "1"),
-    cdr_row("acct002", "1530497000-102", "2018-07-02 23:59:10", "-1"),
-    cdr_row("acct001", "1530497000-103", "2018-07-03 00:00:01", "-1"),
-]
-CDR_2 = [
-    cdr_row("acct001", "1530497000-101", "2018-07-03 08:00:00", "-1"),
-    cdr_row("acct002", "1530497000-104", "2018-07-03 10:00:00", "-1"),
-]
-REC_A1 = "/10/1/record/100/20180702/0903380.wav"
-REC_A2 = "/10/1/record/100/20180702/0903379.wav"
-REC_B = "/10/1/record/100/20180703/0903500.wav"
-INDEX_1 = [
-    idx_row("acct001", "1530497000-101", "2018-07-02 09:18:50", REC_A1),  # second by call_begin
-    idx_row("acct001", "1530497000-101", "2018-07-02 09:15:02", REC_A2),  # first by call_begin
-    idx_row("acct002", "1530497000-104", "2018-07-03 10:00:00", REC_B),
-    idx_row("acct002", "1530497000-105", "2018-07-03 11:00:00", "", media="1"),  # chat: no recording
-]
-
-
-def happy_zip() -> bytes:
-    return zip_bytes(
-        {
-            f"{PREFIX}_call_1.csv": csv_bytes(CDR_HEADER, CDR_1),
-            f"{PREFIX}_call_2.csv": csv_bytes(CDR_HEADER, CDR_2),
-            f"{PREFIX}_record_1.csv": csv_bytes(RECORD_COLUMNS, INDEX_1),
-        }
-    )
-
 
 def test_bill_happy_path(aws, handler, lambda_context, capsys):
     seed_job(aws, "READY", tenant="_all")
@@ -191,7 +75,7 @@ def test_bill_happy_path(aws, handler, lambda_context, capsys):
     result = handler.lambda_handler(bill_event(aws, body), lambda_context)
 
     assert result == {"batchItemFailures": []}
-    assert fake.calls == [BILL]
+    assert fake.bill_calls == [BILL]
     objects = s3_objects(aws)
     cdr = "cdr/account_id={}/call_date={}/" + RID + "-{}.csv"
     idx = "recording_index/account_id={}/call_date={}/" + RID + "-{}.csv"
@@ -324,7 +208,7 @@ def test_duplicate_bill_message_does_nothing_twice(aws, handler, lambda_context)
     duplicate = bill_event(aws, body)
     duplicate["Records"][0]["messageId"] = "another-delivery"
     assert handler.lambda_handler(duplicate, lambda_context) == {"batchItemFailures": []}
-    assert fake.calls == [BILL]
+    assert fake.bill_calls == [BILL]
     assert len(sqs_messages(aws.recording_queue_url)) == 3
 
 
@@ -341,7 +225,7 @@ def test_retry_after_a_transient_failure_resumes(aws, handler, lambda_context):
     assert job(aws)["job_status"] == "DOWNLOADING"
     assert s3_objects(aws) == {}
     assert handler.lambda_handler(event, lambda_context) == {"batchItemFailures": []}
-    assert len(fake.calls) == 2
+    assert len(fake.bill_calls) == 2
     assert job(aws)["recordings_total"] == 3
     assert len(sqs_messages(aws.recording_queue_url)) == 3
 
@@ -352,7 +236,7 @@ def test_finished_job_is_skipped(aws, handler, lambda_context, status):
     fake = handler.use(FakeCcfs(happy_zip()))
     event = bill_event(aws, {"responseId": RID, "billFileName": BILL, "tenant": "acct001"})
     assert handler.lambda_handler(event, lambda_context) == {"batchItemFailures": []}
-    assert fake.calls == [] and s3_objects(aws) == {}
+    assert fake.bill_calls == [] and s3_objects(aws) == {}
     assert job(aws)["job_status"] == status
 
 
@@ -480,7 +364,7 @@ def test_unknown_queue_falls_back_to_the_message_shape(aws, handler, lambda_cont
         aws, {"responseId": RID, "billFileName": BILL, "tenant": "acct001"}, arn="arn:aws:sqs:us-east-1:1:other"
     )
     assert handler.lambda_handler(event, lambda_context) == {"batchItemFailures": []}
-    assert fake.calls == [BILL]
+    assert fake.bill_calls == [BILL]
 
 
 def test_event_file_is_a_valid_bill_message():
@@ -491,35 +375,18 @@ def test_event_file_is_a_valid_bill_message():
     assert ":aicc-export-BillQueue-" in event["Records"][0]["eventSourceARN"]
 
 
-class FlakySqs:
-    def __init__(self, fail_first: int) -> None:
-        self.fail_first = fail_first
-        self.calls: list[list[str]] = []
-
-    def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, str]]) -> dict[str, Any]:
-        self.calls.append([e["Id"] for e in Entries])
-        failed = Entries[: self.fail_first]
-        self.fail_first = 0
-        return {
-            "Successful": [{"Id": e["Id"]} for e in Entries if e not in failed],
-            "Failed": [{"Id": e["Id"], "Code": "InternalError", "SenderFault": False} for e in failed],
-        }
-
-
 def test_send_batches_resends_failed_entries_only():
-    sqs = FlakySqs(fail_first=2)
+    sqs = FakeSqs(fail_first=2)
     assert send_batches(sqs, "q", (f"m{i}" for i in range(12)), sleep=lambda _s: None) == 12
-    assert sqs.calls == [[str(i) for i in range(10)], ["0", "1"], ["0", "1"]]
+    assert sqs.batches == [[str(i) for i in range(10)], ["0", "1"], ["0", "1"]]
+    assert sorted(sqs.bodies["q"]) == sorted(f"m{i}" for i in range(12))  # each body once
 
 
 def test_send_batches_gives_up_loudly():
-    class AlwaysFailing(FlakySqs):
-        def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, str]]) -> dict[str, Any]:
-            self.fail_first = len(Entries)
-            return super().send_message_batch(QueueUrl, Entries)
-
+    sqs = FakeSqs(always_fail=True)
     with pytest.raises(RuntimeError, match="still failing"):
-        send_batches(AlwaysFailing(0), "q", ["a"], attempts=3, sleep=lambda _s: None)
+        send_batches(sqs, "q", ["a"], attempts=3, sleep=lambda _s: None)
+    assert sqs.batches == [["0"], ["0"], ["0"]] and sqs.bodies == {}
 
 
 def test_recordings_of_one_call_sharing_a_file_name_in_two_directories_are_two_recordings(aws, handler, lambda_context):

@@ -1,20 +1,18 @@
 """Download function, recording messages: pre-signed GET → staging → verified copy → REC item → completion.
 
-CC-FS is a fake with ``get_record_file_urls`` / ``download_record_file`` and an ``http`` client whose
-transport is an ``httpx.MockTransport`` playing object storage (every request is logged). AWS is
+CC-FS is ``tests.fakes.ccfs.FakeCcfs``: ``get_record_file_urls`` / ``download_record_file`` and an
+``http`` client whose transport is an ``httpx.MockTransport`` playing object storage (every request is logged). AWS is
 moto (tests/conftest.py ``aws``).
 """
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import httpx
 import pytest
@@ -24,150 +22,31 @@ from ccfs.errors import CcfsNotFound
 from exporter import aws as exporter_aws
 from exporter import messages, recordings
 from exporter.config import ConfigError, Settings
-from exporter.jobs.items import Job
-from exporter.jobs.progress import BILL_PROCESSED, Progress
+from exporter.jobs.progress import Progress
 from exporter.streams import HashingReader
-from tests.conftest import emf_totals, load_handler
-from tests.unit.test_progress import fast_clients, seed_job
-
-ROOT = Path(__file__).resolve().parents[2]
-RID = "9239cb50a8384bb0ab503441bf089446"
-OBS = "bucket.obs.cn-north-4.myhuaweicloud.com"
-EVENT = json.loads((ROOT / "events" / "recording_message.json").read_text())
-FILE_BODIES = [json.loads(r["body"]) for r in EVENT["Records"]]
-CALL = FILE_BODIES[0]["callId"]
-MiB = 1024 * 1024
-
-
-def wav(seed: str, size: int = 3000) -> bytes:
-    block = hashlib.sha256(seed.encode()).digest()
-    return (b"RIFF" + block * (size // 32 + 1))[:size]
-
-
-def body_for(call_id: str, stem: str, ordinal: int = 1, count: int = 1) -> dict[str, Any]:
-    body = copy.deepcopy(FILE_BODIES[0])
-    file_name = f"/10/1/record/100/20180702/{stem}.wav"
-    body.update(callId=call_id, fileName=file_name, ordinal=ordinal, count=count)
-    body["row"].update(call_id=call_id, file_name=file_name)
-    return body
-
-
-def stem_of(body: dict[str, Any]) -> str:
-    return body["fileName"].rsplit("/", 1)[-1].removesuffix(".wav")
-
-
-def final_key(body: dict[str, Any], ext: str = "wav") -> str:
-    return f"recordings/account_id=acct001/call_date=2018-07-02/{body['callId']}/{stem_of(body)}.{ext}"
-
-
-class FakeCcfs:
-    """CC-FS plus object storage. ``recordings[call_id][stem]`` are served at pre-signed-looking URLs;
-    ``url_replies`` / ``routes[path]`` override replies once each, in order."""
-
-    def __init__(self) -> None:
-        self.recordings: dict[str, dict[str, bytes]] = {}
-        self.url_replies: list[list[str] | Exception] = []
-        self.files: dict[str, bytes | Exception] = {}
-        self.routes: dict[str, list[Callable[[httpx.Request], httpx.Response]]] = {}
-        self.requests: list[httpx.Request] = []
-        self.url_calls: list[tuple[Any, ...]] = []
-        self.file_calls: list[str] = []
-        self._http = httpx.Client(transport=httpx.MockTransport(self._serve), follow_redirects=False)
-
-    def add(self, body: dict[str, Any], data: bytes) -> bytes:
-        self.recordings.setdefault(body["callId"], {})[stem_of(body)] = data
-        return data
-
-    @property
-    def http(self) -> httpx.Client:
-        return self._http
-
-    def url_for(self, call_id: str, stem: str, n: int = 1) -> str:
-        return f"https://{OBS}/rec/{call_id}/{stem}.wav?AccessKeyId=AK&Expires={n}&Signature=SECRET"
-
-    def get_record_file_urls(self, call_id: str, begin: Any, end: Any, *, version: str | None = "2.0") -> list[str]:
-        self.url_calls.append((call_id, begin, end, version))
-        if self.url_replies:
-            reply = self.url_replies.pop(0)
-            if isinstance(reply, Exception):
-                raise reply
-            return reply
-        stems = sorted(self.recordings.get(call_id, {}))
-        return [self.url_for(call_id, stem, len(self.url_calls)) for stem in stems]
-
-    def download_record_file(self, file_name: str, sink: BinaryIO) -> int:
-        self.file_calls.append(file_name)
-        reply = self.files.get(file_name, CcfsNotFound("downloadRecordFile", "no data found", "0300012"))
-        if isinstance(reply, Exception):
-            raise reply
-        sink.write(reply)
-        return len(reply)
-
-    def _serve(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        path = request.url.path
-        if self.routes.get(path):
-            return self.routes[path].pop(0)(request)
-        parts = path.split("/")  # /rec/{call_id}/{stem}.wav
-        data = self.recordings.get(parts[2], {}).get(parts[3].removesuffix(".wav")) if len(parts) == 4 else None
-        if data is None:
-            return httpx.Response(404)
-        return httpx.Response(200, content=data, headers={"Content-Type": "audio/wav"})
-
-
-class BrokenStream(httpx.SyncByteStream):
-    """A body that stops with a connection error after ``chunks``."""
-
-    def __init__(self, chunks: list[bytes]) -> None:
-        self.chunks = chunks
-
-    def __iter__(self) -> Iterator[bytes]:
-        yield from self.chunks
-        raise httpx.RemoteProtocolError("peer closed connection without sending complete message body")
-
-
-def s3() -> Any:
-    return exporter_aws.client("s3")  # the app's own (cached) client: see test_progress.fast_clients
-
-
-def queue_arn(queue_url: str) -> str:
-    return f"arn:aws:sqs:us-east-1:123456789012:{queue_url.rsplit('/', 1)[-1]}"
-
-
-def rec_event(names: Any, bodies: list[dict[str, Any]], receive_count: int = 1) -> dict[str, Any]:
-    records = []
-    for i, body in enumerate(bodies):
-        record = copy.deepcopy(EVENT["Records"][0])
-        record["messageId"] = f"msg-{i}-{body['callId']}-{stem_of(body)}"
-        record["body"] = json.dumps(body)
-        record["attributes"]["ApproximateReceiveCount"] = str(receive_count)
-        record["eventSourceARN"] = queue_arn(names.recording_queue_url)
-        records.append(record)
-    return {"Records": records}
-
-
-def objects(names: Any, prefix: str = "") -> list[str]:
-    listing = s3().list_objects_v2(Bucket=names.bucket, Prefix=prefix)
-    return sorted(o["Key"] for o in listing.get("Contents", []))
-
-
-def read(names: Any, key: str) -> bytes:
-    return s3().get_object(Bucket=names.bucket, Key=key)["Body"].read()
-
-
-def progress(names: Any) -> Progress:
-    return Progress(ddb=exporter_aws.client("dynamodb"), s3=s3(), table=names.jobs_table, bucket=names.bucket)
-
-
-def assert_nothing_left_behind(names: Any) -> None:
-    assert objects(names, "recordings/") == []
-    assert objects(names, "_staging/") == []
-    assert s3().list_multipart_uploads(Bucket=names.bucket).get("Uploads", []) == []
-
-
-def emitted(capsys: pytest.CaptureFixture[str]) -> dict[str, float]:
-    """Sum of every EMF metric printed so far."""
-    return emf_totals(capsys.readouterr().out)
+from tests.fakes.ccfs import OBS, FakeCcfs, stem_of
+from tests.unit.recording_helpers import (
+    CALL,
+    EVENT,
+    FILE_BODIES,
+    RID,
+    BrokenStream,
+    MiB,
+    assert_nothing_left_behind,
+    body_for,
+    download_with,
+    emitted,
+    final_key,
+    job,
+    objects,
+    progress,
+    queue_arn,
+    read,
+    rec_event,
+    s3,
+    start_job,
+    wav,
+)
 
 
 @pytest.fixture
@@ -175,30 +54,9 @@ def fake(aws, monkeypatch) -> FakeCcfs:
     return FakeCcfs()
 
 
-def download_with(fake: FakeCcfs, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """The download handler, loaded afresh, talking to ``fake`` instead of CC-FS (fast AWS retries)."""
-    fast_clients(monkeypatch)
-    module = load_handler("download")
-    monkeypatch.setattr(module, "ccfs_client", lambda settings, tenant: fake)
-    monkeypatch.setattr(module, "recording_http", lambda settings: fake.http)
-    return module
-
-
 @pytest.fixture
 def handler(aws, fake, monkeypatch):
     return download_with(fake, monkeypatch)
-
-
-def start_job(names: Any, total: int) -> None:
-    seed_job(names, "DOWNLOADING", recordings_total=total, **{BILL_PROCESSED: "2018-07-02T02:00:00Z"})
-    base = {"responseId": RID, "status": "DOWNLOADING", "cdr": [{"key": "cdr/k.csv", "rows": 2}], "bad_rows": []}
-    s3().put_object(Bucket=names.bucket, Key=f"manifests/{RID}.json", Body=json.dumps(base).encode())
-
-
-def job(names: Any) -> Job:
-    found = progress(names).get_job(RID)
-    assert found is not None
-    return found
 
 
 # ---------------------------------------------------------------------------- happy paths

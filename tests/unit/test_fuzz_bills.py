@@ -39,7 +39,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ccfs.bills import BillError, BillFile, BillLimits
-from tests.unit.test_ccfs_bills import (
+from tests.unit.bill_rows import (
     CDR_NAMES,
     RECORD_NAMES,
     bills_with_random_content,

@@ -37,8 +37,7 @@ from hypothesis import strategies as st
 
 from ccfs.auth import sign
 from exporter.aws import client
-from tests.conftest import load_handler
-from tests.unit.test_callback import (  # noqa: F401  (_shared_botocore_loader: an autouse fixture)
+from tests.unit.callback_helpers import (  # noqa: F401  (_shared_botocore_loader: an autouse fixture)
     NOW,
     STAGE_PATH,
     Harness,
@@ -46,18 +45,6 @@ from tests.unit.test_callback import (  # noqa: F401  (_shared_botocore_loader: 
     _shared_botocore_loader,
     base_event,
 )
-
-
-@pytest.fixture
-def harness(aws: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch) -> Harness:
-    """test_callback.py's harness (the real handler, moto, the clock pinned to NOW)."""
-    from exporter.config import get_settings
-
-    module = load_handler("callback")
-    h = Harness(module, lambda_context, get_settings(), aws.bill_queue_url)
-    monkeypatch.setattr(module, "utc_now", lambda: h.now[0])
-    return h
-
 
 FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "300"))
 AK, SK = "demo-ak", "demo-sk"

@@ -23,8 +23,7 @@ import botocore.client
 import pytest
 
 from exporter.aws import client
-from tests.conftest import load_handler
-from tests.unit.test_callback import (  # noqa: F401  (_shared_botocore_loader: an autouse fixture)
+from tests.unit.callback_helpers import (  # noqa: F401  (_shared_botocore_loader: an autouse fixture)
     BAD_INPUTS,
     NOW,
     RID,
@@ -38,18 +37,6 @@ from tests.unit.test_callback import (  # noqa: F401  (_shared_botocore_loader: 
     make_event,
     refresh_signature,
 )
-
-
-@pytest.fixture
-def harness(aws: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch) -> Harness:
-    """test_callback.py's harness (the real handler, moto, the clock pinned to NOW)."""
-    from exporter.config import get_settings
-
-    module = load_handler("callback")
-    h = Harness(module, lambda_context, get_settings(), aws.bill_queue_url)
-    monkeypatch.setattr(module, "utc_now", lambda: h.now[0])
-    return h
-
 
 # Read-only AWS operations the callback may perform on a rejection path (none, in fact: the
 # secret is fetched only after the cheap checks pass, and it is a read).

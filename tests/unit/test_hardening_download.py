@@ -42,9 +42,10 @@ from ccfs.errors import CcfsNotFound, CcfsTransientError
 from exporter import aws as exporter_aws
 from exporter import bill_export, recordings
 from tests.conftest import emf_totals, load_handler, sqs_messages
-from tests.unit import test_download_bill as bills_t
-from tests.unit import test_download_recording as recs_t
-from tests.unit.test_progress import fast_clients, seed_job
+from tests.fakes.ccfs import FakeCcfs
+from tests.helpers import fast_clients, seed_job
+from tests.unit import bill_helpers as bills_t
+from tests.unit import recording_helpers as recs_t
 from tests.unit.zipfactory import patch_sizes
 
 RID = bills_t.RID
@@ -174,7 +175,7 @@ def test_hostile_bill_fails_loudly_and_leaves_only_the_raw_file(
         monkeypatch.setattr(bill_export, "BillFile", functools.partial(BillFile, limits=limits))
     seed_job(aws, "READY")
     data = build()
-    download.use(bills_t.FakeCcfs(data))
+    download.use(FakeCcfs(data))
 
     assert download.lambda_handler(bill_message(aws), lambda_context) == {"batchItemFailures": []}  # consumed
 
@@ -211,7 +212,7 @@ def test_unexpected_entries_are_ignored_and_reported(aws: Any, download: Any, la
     seed_job(aws, "READY")
     strays = ["readme.txt", "sub/", f"{PREFIX}_call_1.txt", f"{PREFIX}_call_x.csv", f"{PREFIX}_other_1.csv"]
     entries = [*good_entries().items(), *((name, b"" if name.endswith("/") else b"a,b\r\n") for name in strays)]
-    download.use(bills_t.FakeCcfs(raw_zip(entries)))
+    download.use(FakeCcfs(raw_zip(entries)))
 
     assert download.lambda_handler(bill_message(aws), lambda_context) == {"batchItemFailures": []}
 
@@ -243,7 +244,7 @@ def test_bad_rows_are_kept_out_counted_and_listed_without_their_content(
     good_2 = bills_t.cdr_row("acct001", "1530497000-305", "2018-07-02 11:00:00")
     body = bills_t.csv_bytes(bills_t.CDR_HEADER, [good, over_long, with_nul, too_wide, good_2])
     never_closed = b'"1530497000-306,' + PHONE.encode() + b"\r\n" + b"x,y\r\n" * 50
-    download.use(bills_t.FakeCcfs(raw_zip([(CALL_1, body + never_closed)])))
+    download.use(FakeCcfs(raw_zip([(CALL_1, body + never_closed)])))
 
     assert download.lambda_handler(bill_message(aws), lambda_context) == {"batchItemFailures": []}
 
@@ -326,7 +327,7 @@ def test_recording_cut_mid_body_is_retried_and_never_visible_partially(
     aws: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     small_transfer(monkeypatch)
-    fake = recs_t.FakeCcfs()
+    fake = FakeCcfs()
     download = recs_t.download_with(fake, monkeypatch)
     recs_t.start_job(aws, total=2)
     body = recs_t.FILE_BODIES[0]
@@ -368,7 +369,7 @@ def _stream(data: bytes, declared: int) -> Any:
 def test_body_that_differs_from_its_declared_length_is_retried_then_copied(
     aws: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch, declared_delta: int
 ) -> None:
-    fake = recs_t.FakeCcfs()
+    fake = FakeCcfs()
     download = recs_t.download_with(fake, monkeypatch)
     recs_t.start_job(aws, total=2)
     body = recs_t.FILE_BODIES[0]
@@ -396,7 +397,7 @@ def test_broken_fallback_download_is_retried_and_leaves_nothing(
 ) -> None:
     """0300012 from getRecordFileUrlFromObs, then downloadRecordFile ends early (the client says
     transient): retried; the second delivery copies it."""
-    fake = recs_t.FakeCcfs()
+    fake = FakeCcfs()
     download = recs_t.download_with(fake, monkeypatch)
     recs_t.start_job(aws, total=2)
     body = recs_t.FILE_BODIES[0]
@@ -423,7 +424,7 @@ def test_every_failure_that_cannot_be_recovered_is_in_the_manifest_and_alarmed(
     """Refused URL, missing everywhere past its grace period, and 5xx until the last receive: all three
     end FAILED in the manifest with a reason, counted in RecordingsFailed (alarmed), and the job still
     completes."""
-    fake = recs_t.FakeCcfs()
+    fake = FakeCcfs()
     download = recs_t.download_with(fake, monkeypatch)
     bodies = [recs_t.body_for(f"1530497000-40{i}", f"000040{i}") for i in range(3)]
     bodies[1]["notFoundSince"] = (datetime.now(UTC) - timedelta(hours=25)).isoformat()
@@ -527,7 +528,7 @@ def test_manifest_counts_every_bad_row_and_says_the_list_is_truncated(
     seed_job(aws, "READY")
     short = [r[:3] for r in bills_t.CDR_1 * 7]  # 21 rows of 3 fields: all bad
     body = bills_t.csv_bytes(bills_t.CDR_HEADER, [bills_t.CDR_1[0], *short])
-    download.use(bills_t.FakeCcfs(raw_zip([(CALL_1, body)])))
+    download.use(FakeCcfs(raw_zip([(CALL_1, body)])))
     assert download.lambda_handler(bill_message(aws), lambda_context) == {"batchItemFailures": []}
     item = bills_t.job(aws)
     assert (item["cdr_rows"], item["bad_rows"]) == (1, 21)

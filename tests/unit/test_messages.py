@@ -29,6 +29,7 @@ from exporter.messages import (
 from exporter.recordings import RecordingCopier
 from exporter.requesting import parse_backfill
 from tests.conftest import load_handler
+from tests.fakes.queues import FakeQueue
 
 ROOT = Path(__file__).resolve().parents[2]
 RID = "9239cb50a8384bb0ab503441bf089446"
@@ -112,7 +113,7 @@ def test_the_bill_steps_recording_messages_are_what_the_copier_reads(tmp_path: P
 
 def test_a_late_recording_sent_again_is_what_the_copier_reads() -> None:
     now = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
-    sent: list[tuple[RecordingMessage, int]] = []
+    requeued = FakeQueue()
     copier = RecordingCopier(
         ccfs=cast(Any, None),
         s3=None,
@@ -121,7 +122,7 @@ def test_a_late_recording_sent_again_is_what_the_copier_reads() -> None:
         allowed_hosts=[],
         http=cast(Any, None),
         clock=lambda: now,
-        requeue=lambda message, delay: sent.append((message, delay)),
+        requeue=requeued.send,
     )
     first = RecordingMessage.model_validate(
         {
@@ -138,7 +139,7 @@ def test_a_late_recording_sent_again_is_what_the_copier_reads() -> None:
         }
     )
     assert copier.process(first)["outcome"] == "waiting"
-    ((again, delay),) = sent
+    ((again, delay),) = zip(requeued.sent, requeued.delays, strict=True)
     body = message_body(again)
     wire = json.loads(body)
     assert delay == 900 and wire["hop"] == 5 and wire["lateRetries"] == 3

@@ -43,6 +43,8 @@ from exporter.requesting import (
     run_tick,
 )
 from tests.conftest import emf_totals, load_handler, sqs_messages
+from tests.fakes.ccfs import FakeCcfs
+from tests.fakes.queues import FakeQueue
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 T = datetime(2026, 11, 21, 10, 10, tzinfo=UTC)
@@ -59,39 +61,6 @@ def _shared_botocore_loader(monkeypatch: pytest.MonkeyPatch) -> None:
     """moto gives every test a fresh boto3 session, and every session re-reads botocore's JSON
     service models (most of a test's time). The files never change: share one loader."""
     monkeypatch.setattr(botocore.session, "create_loader", lambda *args, **kwargs: _LOADER)
-
-
-class FakeCcfs:
-    """Records queryBillData calls; raises queued errors; ``before_call`` runs once, first thing."""
-
-    def __init__(self) -> None:
-        self.calls: list[dict[str, Any]] = []
-        self.errors: list[Exception | None] = []
-        self.before_call: Callable[[], None] | None = None
-
-    def query_bill_data(
-        self,
-        begin: datetime,
-        end: datetime,
-        *,
-        data_type: str = "call_record",
-        callback_url: str,
-        account_id: str | None = None,
-    ) -> str:
-        if self.before_call is not None:
-            hook, self.before_call = self.before_call, None
-            hook()
-        self.calls.append(
-            {"begin": begin, "end": end, "data_type": data_type, "callback_url": callback_url, "account_id": account_id}
-        )
-        if self.errors:
-            error = self.errors.pop(0)
-            if error is not None:
-                raise error
-        return uuid.uuid4().hex
-
-    def windows(self) -> list[str]:
-        return [f"{c['begin']:%Y-%m-%d %H:%M:%S}|{c['end']:%Y-%m-%d %H:%M:%S}" for c in self.calls]
 
 
 class Clock:
@@ -131,15 +100,20 @@ def clock() -> Clock:
     return Clock(T)
 
 
-def make_ctx(settings: Settings, ccfs: FakeCcfs, clock: Clock, sent: list[Any] | None = None) -> RequestContext:
-    out = sent if sent is not None else []
+def make_ctx(
+    settings: Settings,
+    ccfs: FakeCcfs,
+    clock: Clock,
+    bills: FakeQueue | None = None,
+    requests: FakeQueue | None = None,
+) -> RequestContext:
     return RequestContext(
         settings=settings,
         store=JobStore(settings.jobs_table, settings.retention_days),
         ccfs=lambda tenant: ccfs,
         clock=clock,
-        send_request=out.append,
-        send_bill=out.append,
+        send_request=(requests or FakeQueue()).send,
+        send_bill=(bills or FakeQueue()).send,
     )
 
 
@@ -204,9 +178,9 @@ def test_tick_requests_each_due_window_once_and_advances_the_cursor(env: Any, cc
     report = run_tick(make_ctx(settings, ccfs, clock))
 
     assert ccfs.windows() == WINDOWS_AT_T
-    assert {c["account_id"] for c in ccfs.calls} == {"acct001"}
-    assert {c["data_type"] for c in ccfs.calls} == {"call_record"}
-    assert {c["callback_url"] for c in ccfs.calls} == {"https://api.test/v1/ccfs/callback"}
+    assert {c["account_id"] for c in ccfs.query_calls} == {"acct001"}
+    assert {c["data_type"] for c in ccfs.query_calls} == {"call_record"}
+    assert {c["callback_url"] for c in ccfs.query_calls} == {"https://api.test/v1/ccfs/callback"}
     assert report.requested == 5
     assert JobStore(settings.jobs_table).get_cursor("acct001") == "2026-11-21 17:00:00"
     requested = jobs(settings, "REQUESTED")
@@ -223,7 +197,7 @@ def test_second_tick_at_the_same_time_requests_nothing(env: Any, ccfs: FakeCcfs,
     settings = env()
     run_tick(make_ctx(settings, ccfs, clock))
     report = run_tick(make_ctx(settings, ccfs, clock))
-    assert len(ccfs.calls) == 5
+    assert len(ccfs.query_calls) == 5
     assert report.requested == 0
 
 
@@ -231,7 +205,7 @@ def test_without_export_start_the_first_tick_starts_from_now(env: Any, ccfs: Fak
     settings = env(EXPORT_START_TIME="")
     assert settings.export_start_time == ""
     run_tick(make_ctx(settings, ccfs, clock))
-    assert ccfs.calls == []
+    assert ccfs.query_calls == []
     assert JobStore(settings.jobs_table).get_cursor("acct001") == "2026-11-21 17:00:00"
     clock.advance(hours=1)
     run_tick(make_ctx(settings, ccfs, clock))
@@ -241,8 +215,8 @@ def test_without_export_start_the_first_tick_starts_from_now(env: Any, ccfs: Fak
 def test_all_accounts_tenant_omits_account_id(env: Any, ccfs: FakeCcfs, clock: Clock) -> None:
     settings = env(TENANT_ACCOUNT_IDS="")
     run_tick(make_ctx(settings, ccfs, clock))
-    assert len(ccfs.calls) == 5
-    assert {c["account_id"] for c in ccfs.calls} == {None}
+    assert len(ccfs.query_calls) == 5
+    assert {c["account_id"] for c in ccfs.query_calls} == {None}
     assert JobStore(settings.jobs_table).get_cursor("_all") == "2026-11-21 17:00:00"
     assert all("account_id" not in j and j["tenant"] == "_all" for j in jobs(settings))
 
@@ -268,7 +242,7 @@ def test_tick_with_a_stale_cursor_read_claims_nothing(env: Any, ccfs: FakeCcfs, 
     # before a WINDOW_MINUTES change): only the cursor condition stops it from moving back.
     stale.store.get_cursor = lambda tenant: "2026-11-21 11:30:00"  # type: ignore[method-assign]
     report = run_tick(stale)
-    assert len(ccfs.calls) == 5
+    assert len(ccfs.query_calls) == 5
     assert report.requested == 0 and report.lost_races == 1
     assert JobStore(settings.jobs_table).get_cursor("acct001") == "2026-11-21 17:00:00"
     assert get_item(settings, window_key("acct001", "2026-11-21 11:30:00", "2026-11-21 11:59:59")) is None
@@ -278,19 +252,19 @@ def test_catch_up_is_bounded_per_tick_and_continues(env: Any, ccfs: FakeCcfs, cl
     settings = env(MAX_CATCHUP_WINDOWS="2")
     sizes = []
     for _ in range(4):
-        before = len(ccfs.calls)
+        before = len(ccfs.query_calls)
         run_tick(make_ctx(settings, ccfs, clock))
-        sizes.append(len(ccfs.calls) - before)
+        sizes.append(len(ccfs.query_calls) - before)
     assert sizes == [2, 2, 1, 0]
     assert ccfs.windows() == WINDOWS_AT_T
 
 
 def test_transient_error_leaves_the_window_claimed_for_the_reconciler(env: Any, ccfs: FakeCcfs, clock: Clock) -> None:
     settings = env()
-    ccfs.errors = [CcfsTransientError("queryBillData", "HTTP 503")]
+    ccfs.query_errors = [CcfsTransientError("queryBillData", "HTTP 503")]
     report = run_tick(make_ctx(settings, ccfs, clock))
 
-    assert len(ccfs.calls) == 1  # the tenant stops for this tick
+    assert len(ccfs.query_calls) == 1  # the tenant stops for this tick
     assert report.ccfs_errors == 1 and report.requested == 0
     first = window_item(settings, WINDOWS_AT_T[0])
     assert first["job_status"] == "CLAIMED" and "HTTP 503" in first["last_error"]
@@ -299,7 +273,7 @@ def test_transient_error_leaves_the_window_claimed_for_the_reconciler(env: Any, 
     clock.advance(minutes=1)  # too early for the reconciler; the other windows go ahead
     run_tick(make_ctx(settings, ccfs, clock))
     assert window_item(settings, WINDOWS_AT_T[0])["job_status"] == "CLAIMED"
-    assert len(ccfs.calls) == 5
+    assert len(ccfs.query_calls) == 5
 
     clock.advance(minutes=5)
     report = run_tick(make_ctx(settings, ccfs, clock))
@@ -317,18 +291,18 @@ def test_claimed_window_with_a_live_lease_is_not_requested_twice(env: Any, ccfs:
     assert store.claim_backfill_window(claim, T - timedelta(minutes=10))
     assert store.lease_window(claim, T)  # another reconciler is requesting it right now
     reconcile(make_ctx(settings, ccfs, clock), T + timedelta(minutes=1))
-    assert ccfs.calls == []
+    assert ccfs.query_calls == []
 
 
 def test_permanent_error_fails_the_window_and_is_counted(
     handler: Any, ccfs: FakeCcfs, lambda_context: Any, capsys: Any
 ) -> None:
-    ccfs.errors = [CcfsPermanentError("queryBillData", "a parameter is malformed", "0300004")]
+    ccfs.query_errors = [CcfsPermanentError("queryBillData", "a parameter is malformed", "0300004")]
     event = json.loads((EVENTS / "schedule.json").read_text())
     summary = handler.lambda_handler(event, lambda_context)
 
     assert summary["failed"] == 1 and summary["requested"] == 0
-    assert len(ccfs.calls) == 1  # tenant stopped for this tick
+    assert len(ccfs.query_calls) == 1  # tenant stopped for this tick
     settings = Settings.from_env()
     failed = window_item(settings, WINDOWS_AT_T[0])
     assert failed["job_status"] == "FAILED" and "0300004" in failed["error"]
@@ -342,12 +316,12 @@ def test_undocumented_result_code_keeps_the_window_claimed_for_the_reconciler(
     handler: Any, ccfs: FakeCcfs, lambda_context: Any, capsys: Any
 ) -> None:
     # what the client raises after its own retries (protocol §7: never fail a window on first sight)
-    ccfs.errors = [CcfsUnknownResultCode("queryBillData", "undocumented result code (gave up)", "0309999")]
+    ccfs.query_errors = [CcfsUnknownResultCode("queryBillData", "undocumented result code (gave up)", "0309999")]
     event = json.loads((EVENTS / "schedule.json").read_text())
     summary = handler.lambda_handler(event, lambda_context)
 
     assert summary["failed"] == 0 and summary["requested"] == 0 and summary["ccfsErrors"] == 1
-    assert len(ccfs.calls) == 1  # CC-FS left alone for the rest of the tick
+    assert len(ccfs.query_calls) == 1  # CC-FS left alone for the rest of the tick
     settings = Settings.from_env()
     kept = window_item(settings, WINDOWS_AT_T[0])
     assert kept["job_status"] == "CLAIMED" and "0309999" in kept["last_error"]
@@ -372,10 +346,10 @@ def test_auth_error_stops_everything_keeps_the_window_and_fails_the_invocation(
     from exporter.config import get_settings
 
     get_settings.cache_clear()
-    ccfs.errors = [CcfsAuthError("queryBillData", "signature rejected (HTTP 401)", "401")]
+    ccfs.query_errors = [CcfsAuthError("queryBillData", "signature rejected (HTTP 401)", "401")]
     with pytest.raises(CcfsAuthError):
         handler.lambda_handler(json.loads((EVENTS / "schedule.json").read_text()), lambda_context)
-    assert len(ccfs.calls) == 1  # not the second tenant, not the reconciler
+    assert len(ccfs.query_calls) == 1  # not the second tenant, not the reconciler
     settings = Settings.from_env()
     assert window_item(settings, WINDOWS_AT_T[0])["job_status"] == "CLAIMED"  # nothing lost
     assert emitted_metrics(capsys.readouterr().out)["CcfsErrors"] == 1
@@ -383,7 +357,7 @@ def test_auth_error_stops_everything_keeps_the_window_and_fails_the_invocation(
 
 def test_no_data_found_completes_the_window_without_a_job(env: Any, ccfs: FakeCcfs, clock: Clock) -> None:
     settings = env()
-    ccfs.errors = [CcfsNotFound("queryBillData", "no data found", "0300012")]
+    ccfs.query_errors = [CcfsNotFound("queryBillData", "no data found", "0300012")]
     report = run_tick(make_ctx(settings, ccfs, clock))
     assert report.no_data == 1 and report.requested == 4
     first = window_item(settings, WINDOWS_AT_T[0])
@@ -403,13 +377,13 @@ def test_planning_lag_is_the_tenant_furthest_behind(env: Any, ccfs: FakeCcfs, cl
     17:40) acct001's next window [13:00, 14:00) has been due since 14:00 (220 minutes); acct002,
     without a cursor, since its first window [12:00, 13:00) ended (280 minutes)."""
     settings = env(TENANT_ACCOUNT_IDS="acct001,acct002")
-    ccfs.errors = [CcfsTransientError("queryBillData", "HTTP 503")]
+    ccfs.query_errors = [CcfsTransientError("queryBillData", "HTTP 503")]
     report = run_tick(make_ctx(settings, ccfs, clock))
-    assert len(ccfs.calls) == 1 and report.planning_lag_minutes == 280
+    assert len(ccfs.query_calls) == 1 and report.planning_lag_minutes == 280
     clock.advance(minutes=60)  # still refused: the lag grows with the clock
-    ccfs.errors = [CcfsTransientError("queryBillData", "HTTP 503")] * 10
+    ccfs.query_errors = [CcfsTransientError("queryBillData", "HTTP 503")] * 10
     assert run_tick(make_ctx(settings, ccfs, clock)).planning_lag_minutes == 340
-    ccfs.errors = []
+    ccfs.query_errors = []
     clock.advance(minutes=10)  # CC-FS back: everyone catches up
     assert run_tick(make_ctx(settings, ccfs, clock)).planning_lag_minutes == 0
 
@@ -444,10 +418,10 @@ def test_reconciler_re_requests_after_the_timeout_then_fails_after_max_attempts(
     (first,) = jobs(settings, "REQUESTED")
 
     report = reconcile(ctx, T + timedelta(minutes=119))
-    assert report.re_requested == 0 and len(ccfs.calls) == 1
+    assert report.re_requested == 0 and len(ccfs.query_calls) == 1
 
     report = reconcile(ctx, T + timedelta(minutes=121))
-    assert report.re_requested == 1 and len(ccfs.calls) == 2
+    assert report.re_requested == 1 and len(ccfs.query_calls) == 2
     assert ccfs.windows() == ["2026-11-21 16:00:00|2026-11-21 16:59:59"] * 2
     old = get_item(settings, job_key(first["response_id"]))
     assert old["job_status"] == "SUPERSEDED"
@@ -461,7 +435,7 @@ def test_reconciler_re_requests_after_the_timeout_then_fails_after_max_attempts(
     assert third["attempt"] == 3
 
     report = reconcile(ctx, T + timedelta(minutes=363))
-    assert report.failed == 1 and len(ccfs.calls) == 3  # MAX_ATTEMPTS=3: no fourth request
+    assert report.failed == 1 and len(ccfs.query_calls) == 3  # MAX_ATTEMPTS=3: no fourth request
     failed = get_item(settings, job_key(third["response_id"]))
     assert failed["job_status"] == "FAILED" and failed["error"] == "no callback after 3 attempts"
     window = window_item(settings, first["window_sk"])
@@ -521,7 +495,7 @@ def test_stalled_download_is_failed_with_its_progress(env: Any, ccfs: FakeCcfs, 
     assert stalled["job_status"] == "FAILED" and stalled["error"] == "stalled: 3 of 10 recordings"
     assert get_item(settings, job_key("b" * 32))["job_status"] == "DOWNLOADING"
     assert get_item(settings, job_key("c" * 32))["job_status"] == "DOWNLOADING"
-    assert ccfs.calls == []
+    assert ccfs.query_calls == []
 
 
 def test_window_claimed_for_longer_than_the_stall_limit_fails_loudly(env: Any, ccfs: FakeCcfs, clock: Clock) -> None:
@@ -531,43 +505,42 @@ def test_window_claimed_for_longer_than_the_stall_limit_fails_loudly(env: Any, c
     store.claim_backfill_window(claim, T - timedelta(hours=settings.stalled_job_hours + 1))
     store.note_window_error(claim, "queryBillData: HTTP 503", T - timedelta(hours=1))
     report = reconcile(make_ctx(settings, ccfs, clock), T)
-    assert report.failed == 1 and ccfs.calls == []
+    assert report.failed == 1 and ccfs.query_calls == []
     item = window_item(settings, WINDOWS_AT_T[0])
     assert item["job_status"] == "FAILED" and "HTTP 503" in item["error"]
 
 
 def test_callback_that_beats_its_request_is_adopted(env: Any, ccfs: FakeCcfs, clock: Clock) -> None:
     settings = env(EXPORT_START_TIME="2026-11-21T16:00:00")
-    sent: list[Any] = []
-    ctx = make_ctx(settings, ccfs, clock, sent)
+    bills, requests = FakeQueue(), FakeQueue()
+    ctx = make_ctx(settings, ccfs, clock, bills, requests)
     rid = "c" * 32
     # CC-FS answers with rid and calls back before we record the request.
     ctx.store.put_unsolicited(rid, f"20261121_{rid}.zip", "_all", None, T)
-    ctx.ccfs = lambda tenant: type("Ccfs", (), {"query_bill_data": lambda self, *a, **k: rid})()
+    ccfs.response_ids = [rid]
     report = run_tick(ctx)
     assert report.requested == 1
     job = get_item(settings, job_key(rid))
     assert job["job_status"] == "READY" and job["bill_enqueued"] is True
     assert job["tenant"] == "acct001" and job["window_sk"] == "2026-11-21 16:00:00|2026-11-21 16:59:59"
-    assert sent == [
+    assert bills.sent == [
         BillMessage(responseId=rid, billFileName=f"20261121_{rid}.zip", tenant="acct001", accountId="acct001")
     ]
+    assert requests.sent == []
 
 
 def test_callback_that_beats_its_re_request_is_adopted(env: Any, ccfs: FakeCcfs, clock: Clock) -> None:
     settings = _one_window(env)
-    sent: list[Any] = []
-    ctx = make_ctx(settings, ccfs, clock, sent)
+    bills, requests = FakeQueue(), FakeQueue()
+    ctx = make_ctx(settings, ccfs, clock, bills, requests)
     run_tick(ctx)
     (first,) = jobs(settings, "REQUESTED")
     rid = "d" * 32
-
-    def query_bill_data(*_: Any, **__: Any) -> str:
-        # CC-FS accepts the re-request and its callback lands before the reconciler records it.
-        ctx.store.put_unsolicited(rid, f"20261121_{rid}.zip", "_all", None, T + timedelta(minutes=121))
-        return rid
-
-    ctx.ccfs = lambda tenant: type("Ccfs", (), {"query_bill_data": lambda self, *a, **k: query_bill_data(*a, **k)})()
+    # CC-FS accepts the re-request and its callback lands before the reconciler records it.
+    ccfs.before_call = lambda: ctx.store.put_unsolicited(
+        rid, f"20261121_{rid}.zip", "_all", None, T + timedelta(minutes=121)
+    )
+    ccfs.response_ids = [rid]
     report = reconcile(ctx, T + timedelta(minutes=121))
 
     assert report.re_requested == 1 and report.lost_races == 0
@@ -578,9 +551,10 @@ def test_callback_that_beats_its_re_request_is_adopted(env: Any, ccfs: FakeCcfs,
     assert job["window_sk"] == first["window_sk"] and job["tenant"] == "acct001"
     window = window_item(settings, first["window_sk"])
     assert window["response_id"] == rid and window["attempt"] == 2
-    assert sent == [
+    assert bills.sent == [
         BillMessage(responseId=rid, billFileName=f"20261121_{rid}.zip", tenant="acct001", accountId="acct001")
     ]
+    assert requests.sent == []
     assert jobs(settings, "REQUESTED") == []
 
 
@@ -602,7 +576,7 @@ def test_backfill_event_requests_each_window_once_and_redelivery_requests_nothin
     assert emitted_metrics(capsys.readouterr().out) == {"JobsRequested": 2}
 
     assert handler.lambda_handler(event, lambda_context) == {"batchItemFailures": []}  # redelivery
-    assert len(ccfs.calls) == 2
+    assert len(ccfs.query_calls) == 2
     settings = Settings.from_env()
     assert JobStore(settings.jobs_table).get_cursor("acct001") is None  # backfill never moves the cursor
     assert {w["source"] for w in table_items(settings) if tenant_of_window(w["pk"])} == {"backfill"}
@@ -618,7 +592,7 @@ def test_long_backfill_fans_out_one_continuation_message(
     get_settings.cache_clear()
     body = '{"accountId":"acct001","beginTime":"2026-11-01 00:00:00","endTime":"2026-11-10 23:59:59","dataType":"call"}'
     assert handler.lambda_handler(sqs_event(body), lambda_context) == {"batchItemFailures": []}
-    assert len(ccfs.calls) == 2 and {c["data_type"] for c in ccfs.calls} == {"call"}
+    assert len(ccfs.query_calls) == 2 and {c["data_type"] for c in ccfs.query_calls} == {"call"}
     (message,) = sqs_messages(aws.request_queue_url)
     continuation = json.loads(message["Body"])
     assert continuation == {
@@ -661,7 +635,7 @@ def test_malformed_backfill_is_a_batch_item_failure_and_writes_nothing(
     event = sqs_event(body)
     response = handler.lambda_handler(event, lambda_context)
     assert response == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
-    assert ccfs.calls == []
+    assert ccfs.query_calls == []
     assert table_items(settings) == []
     assert emitted_metrics(capsys.readouterr().out) == {"JobsRequested": 0, "BackfillRejected": 1}
 
@@ -672,7 +646,7 @@ def test_a_bad_message_does_not_stop_the_good_one_in_the_batch(
     event = sqs_event("{}", BACKFILL_4_DAYS)
     response = handler.lambda_handler(event, lambda_context)
     assert response == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
-    assert len(ccfs.calls) == 2
+    assert len(ccfs.query_calls) == 2
 
 
 def test_backfill_account_rules(env: Any) -> None:
@@ -702,13 +676,13 @@ def test_backfill_transient_error_fails_the_record_and_redelivery_finishes(
     settings = env()
     ctx = make_ctx(settings, ccfs, clock)
     backfill = parse_backfill(BACKFILL_4_DAYS, settings)
-    ccfs.errors = [None, CcfsTransientError("queryBillData", "timeout")]
+    ccfs.query_errors = [None, CcfsTransientError("queryBillData", "timeout")]
     with pytest.raises(RuntimeError, match="retried"):
         handle_backfill(ctx, backfill, Report())
-    assert len(ccfs.calls) == 2
+    assert len(ccfs.query_calls) == 2
     report = Report()
     handle_backfill(ctx, backfill, report)  # redelivered: both windows are claimed already
-    assert len(ccfs.calls) == 2 and report.skipped == 2
+    assert len(ccfs.query_calls) == 2 and report.skipped == 2
     clock.advance(minutes=6)
     assert reconcile(ctx).requested == 1  # the CLAIMED one is the reconciler's
     assert len(jobs(settings, "REQUESTED")) == 2
@@ -720,7 +694,7 @@ def test_failed_backfill_window_can_be_retried_by_sending_the_backfill_again(
     settings = env()
     ctx = make_ctx(settings, ccfs, clock)
     backfill = parse_backfill(BACKFILL_4_DAYS, settings)
-    ccfs.errors = [CcfsPermanentError("queryBillData", "a parameter is malformed", "0300004")]
+    ccfs.query_errors = [CcfsPermanentError("queryBillData", "a parameter is malformed", "0300004")]
     report = Report()
     handle_backfill(ctx, backfill, report)
     assert report.failed == 1 and report.requested == 1

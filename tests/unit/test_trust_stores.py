@@ -15,7 +15,7 @@ import ssl
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import boto3
 import httpx
@@ -25,7 +25,9 @@ import trustme
 from exporter import ccfs_factory
 from exporter.config import get_settings
 from tests.conftest import load_handler, reset_process_caches
-from tests.unit.test_download_recording import (
+from tests.fakes.ccfs import FakeCcfs
+from tests.helpers import fast_clients
+from tests.unit.recording_helpers import (
     CALL,
     RID,
     body_for,
@@ -36,7 +38,6 @@ from tests.unit.test_download_recording import (
     start_job,
     wav,
 )
-from tests.unit.test_progress import fast_clients
 
 DATA = wav("trust", 4000)
 
@@ -142,21 +143,12 @@ def test_recording_bundle_parameter_that_is_not_pem_is_named_in_the_error(aws, p
         ccfs_factory.recording_http(get_settings())
 
 
-class _PrivateCaCcfs:
+def _private_ca_ccfs(ccfs_ca: Path, url: str) -> FakeCcfs:
     """CC-FS behind a private CA: its ``http`` client trusts that CA only, as ``CcfsClient`` does
-    with ``ca_bundle``; it hands out one pre-signed URL on object storage with a public CA."""
-
-    def __init__(self, ccfs_ca: Path, url: str) -> None:
-        self.http = httpx.Client(verify=ssl.create_default_context(cafile=str(ccfs_ca)))
-        self.url = url
-        self.file_calls: list[str] = []
-
-    def get_record_file_urls(self, call_id: str, begin: Any, end: Any, *, version: str | None = "2.0") -> list[str]:
-        return [self.url]
-
-    def download_record_file(self, file_name: str, sink: BinaryIO) -> int:
-        self.file_calls.append(file_name)
-        raise AssertionError("the pre-signed URL works: no fallback expected")
+    with ``ca_bundle``; it hands out one pre-signed URL on object storage with a public CA (and
+    fails the test if the copier falls back to downloadRecordFile)."""
+    http = httpx.Client(verify=ssl.create_default_context(cafile=str(ccfs_ca)))
+    return FakeCcfs(http=http, record_urls=[url], fallback=False)
 
 
 def test_recordings_are_copied_while_ccfs_has_a_private_ca(aws, pki, monkeypatch, lambda_context):
@@ -167,7 +159,7 @@ def test_recordings_are_copied_while_ccfs_has_a_private_ca(aws, pki, monkeypatch
     public = pki["server"]["public"]
     monkeypatch.setenv("RECORDING_URL_HOST_SUFFIXES", f"127.0.0.1:{public.port}")
     reset_process_caches()
-    fake = _PrivateCaCcfs(pki["pem"]["ccfs"], public.url)
+    fake = _private_ca_ccfs(pki["pem"]["ccfs"], public.url)
     fast_clients(monkeypatch)
     handler = load_handler("download")
     monkeypatch.setattr(handler, "ccfs_client", lambda settings, tenant: fake)  # recording_http stays real
@@ -192,7 +184,7 @@ def test_a_certificate_the_recording_trust_rejects_is_named_in_the_reason(aws, p
     lss = pki["server"]["lss"]
     monkeypatch.setenv("RECORDING_URL_HOST_SUFFIXES", f"127.0.0.1:{lss.port}")
     reset_process_caches()
-    fake = _PrivateCaCcfs(pki["pem"]["ccfs"], lss.url)
+    fake = _private_ca_ccfs(pki["pem"]["ccfs"], lss.url)
     fast_clients(monkeypatch)
     handler = load_handler("download")
     monkeypatch.setattr(handler, "ccfs_client", lambda settings, tenant: fake)
