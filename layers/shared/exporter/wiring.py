@@ -18,8 +18,8 @@ import httpx
 from exporter import aws
 from exporter.bill_export import BillResult, BillSource, export_bill
 from exporter.config import Settings
-from exporter.messages import BillMessage, RecordingMessage
 from exporter.jobs.progress import Progress
+from exporter.messages import BillMessage, RecordingMessage
 from exporter.queues import QueueSender
 from exporter.recordings import RecordingCopier, RecordingSource, settle_dead_letter
 
