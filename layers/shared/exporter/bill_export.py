@@ -33,7 +33,7 @@ from exporter import layout
 from exporter.aws import logger
 from exporter.jobs.items import Job
 from exporter.jobs.keys import JobStatus, utc_now_iso
-from exporter.jobs.progress import BILL_PROCESSED, Progress
+from exporter.jobs.progress import BILL_PROCESSED, JOB_METRICS, Progress
 from exporter.messages import BillMessage, RecordingMessage, message_body
 
 __all__ = [
@@ -66,7 +66,8 @@ refused, ZIP entries not recognised as CDR or index files (alarmed), entries wit
 class BillResult:
     """What :func:`export_bill` did: ``summary`` is small and JSON-able (the idempotency record keeps
     it, so a redelivered message is answered with it); ``metrics`` counts by :data:`BILL_METRICS`
-    name, for the handler to emit (empty unless this run saved the bill's rows)."""
+    name (only when this run saved the bill's rows) and by ``JOB_METRICS`` name (when this run
+    failed or completed the job), for the handler to emit."""
 
     summary: dict[str, Any]
     metrics: dict[str, int] = field(default_factory=dict)
@@ -396,13 +397,14 @@ def send_batches(
     return sent
 
 
-def _fail(progress: Progress, message: BillMessage, job: Job, error: str, extra: dict[str, Any]) -> None:
-    """Bill unusable: manifest with the failure, job FAILED (metric JobsFailed), message consumed."""
+def _fail(progress: Progress, message: BillMessage, job: Job, error: str, extra: dict[str, Any]) -> dict[str, int]:
+    """Bill unusable: manifest with the failure, job FAILED (metric JobsFailed when this run failed
+    it: the counts returned), message consumed."""
     logger.error("bill failed permanently", extra={"response_id": message.responseId, "error": error})
     document = progress.manifests.base(replace(job, error=error), JobStatus.FAILED)
     document.update(extra)
     progress.manifests.write(message.responseId, document)
-    progress.fail_job(message.responseId, error)
+    return {JOB_METRICS[JobStatus.FAILED]: 1} if progress.fail_job(message.responseId, error) else {}
 
 
 def export_bill(
@@ -437,8 +439,8 @@ def export_bill(
         except CcfsAuthError:
             raise  # credentials or clock: retry, alarm; not this bill's fault
         except (CcfsNotFound, CcfsPermanentError) as exc:
-            _fail(progress, message, job, f"downloadBillFile failed: {exc}", {})
-            return BillResult({"responseId": rid, "outcome": "failed", "error": str(exc)})
+            failed = _fail(progress, message, job, f"downloadBillFile failed: {exc}", {})
+            return BillResult({"responseId": rid, "outcome": "failed", "error": str(exc)}, failed)
         raw = {"key": raw_key, "size": size, "sha256": _sha256_file(zip_path)}
         s3.upload_file(zip_path, bucket, raw_key, ExtraArgs={"ContentType": "application/zip"})
         logger.info("bill ZIP stored", extra={"response_id": rid, "key": raw_key, "size": size})
@@ -476,14 +478,14 @@ def export_bill(
                 unexpected = list(bill.unexpected_entries)
                 empty = list(bill.empty_entries)
         except BillError as exc:
-            _fail(
+            failed = _fail(
                 progress,
                 message,
                 job,
                 f"bill ZIP unusable: {exc}",
                 {"raw": raw, "bad_rows": bad.listed, "bad_rows_truncated": bad.count > len(bad.listed)},
             )
-            return BillResult({"responseId": rid, "outcome": "failed", "error": str(exc)})
+            return BillResult({"responseId": rid, "outcome": "failed", "error": str(exc)}, failed)
 
         cdr_keys: list[dict[str, Any]] = []
         index_keys: list[dict[str, Any]] = []
@@ -570,7 +572,10 @@ def export_bill(
                 "partitions": len(cdr_keys) + len(index_keys),
             },
         )
-        completed = progress.maybe_complete(rid) if recordings.total == 0 else False
-        return BillResult({"responseId": rid, "outcome": "completed" if completed else "fanned_out", **counts}, emitted)
+        final = progress.maybe_complete(rid) if recordings.total == 0 else None
+        if final is not None:
+            emitted[JOB_METRICS[final]] = 1
+        outcome = "fanned_out" if final is None else "completed"
+        return BillResult({"responseId": rid, "outcome": outcome, **counts}, emitted)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -36,7 +36,7 @@ import json
 import ssl
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO, Protocol, cast
 from urllib.parse import unquote
@@ -49,14 +49,16 @@ from botocore.exceptions import ClientError
 from ccfs.errors import CcfsAuthError, CcfsNotFound, CcfsPermanentError, redact, redact_url
 from ccfs.models import parse_time
 from exporter import layout
-from exporter.aws import logger, metrics
+from exporter.aws import logger
 from exporter.jobs.items import RecordingOutcome
-from exporter.jobs.progress import Progress
+from exporter.jobs.progress import JOB_METRICS, Progress
 from exporter.messages import RecordingMessage
 from exporter.streams import HashingReader, file_chunks
+from exporter.tally import Tally
 
 __all__ = [
     "MAX_URL_REFRESHES",
+    "RECORDING_METRICS",
     "TRANSFER_CONFIG",
     "PermanentRecordingError",
     "RecordingCopier",
@@ -99,6 +101,19 @@ HTTP_CHUNK = 1 * MiB
 SOURCE_OBS = "obs"
 SOURCE_FALLBACK = "downloadRecordFile"
 
+RECORDING_METRICS = (
+    "RecordingsCopied",
+    "RecordingBytes",
+    "RecordingsDuplicate",
+    "RecordingsFailed",  # alarmed
+    "RecordingsNotYetSynced",
+    "UrlRefreshes",
+    "RecordingFallbacks",
+    "RecordingDeadLettersSettled",
+)
+"""What the recording step counts into its :class:`~exporter.tally.Tally` (docs/design.md metric
+list), besides the job's completion (``JOB_METRICS``); the handler emits them."""
+
 
 class PermanentRecordingError(Exception):
     """This recording cannot be exported by retrying; ``str()`` is the reason kept in REC/manifest."""
@@ -136,7 +151,7 @@ DEAD_LETTER_REASON = (
 
 
 def settle_dead_letter(
-    message: RecordingMessage, progress: Progress, *, message_id: str, deliveries: int
+    message: RecordingMessage, progress: Progress, *, message_id: str, deliveries: int, tally: Tally
 ) -> dict[str, Any]:
     """A RecordingQueue message SQS gave up on, read from the RecordingDLQ: give its recording an
     outcome so that its job completes and its manifest names it (docs/design.md).
@@ -146,21 +161,29 @@ def settle_dead_letter(
     duplicate message whose twin finished) is left as it is: not a failure, not an alarm. Otherwise
     it is recorded FAILED with the reason (RecordingsFailed, alarmed); a delivery of it still running
     somewhere that copies it after all turns the FAILED into DONE (``Progress.upgrade_failed``).
+    What happened is counted into ``tally`` for the handler to emit.
     """
     rid, call_id, stem = message.responseId, message.callId, message.stem
     existing = progress.get_recording(rid, call_id, stem)
     if existing is not None:
-        metrics.add_metric(name="RecordingDeadLettersSettled", unit=MetricUnit.Count, value=1)
-        progress.maybe_complete(rid)
+        tally.add("RecordingDeadLettersSettled")
+        _complete(progress, rid, tally)
         return {"outcome": "already recorded", "status": existing.status}
     reason = DEAD_LETTER_REASON.format(count=deliveries, message_id=message_id)
     logger.error("recording failed", extra={"response_id": rid, "call_id": call_id, "reason": reason})
     outcome = RecordingOutcome(call_id, stem, message.fileName, "FAILED", error=reason)
     if progress.record_recording(rid, outcome):
-        metrics.add_metric(name="RecordingsFailed", unit=MetricUnit.Count, value=1)
-    metrics.add_metric(name="RecordingDeadLettersSettled", unit=MetricUnit.Count, value=1)
-    progress.maybe_complete(rid)
+        tally.add("RecordingsFailed")
+    tally.add("RecordingDeadLettersSettled")
+    _complete(progress, rid, tally)
     return {"outcome": "failed", "reason": reason}
+
+
+def _complete(progress: Progress, response_id: str, tally: Tally) -> None:
+    """Complete the job if this recording was its last one, counting its final status."""
+    final = progress.maybe_complete(response_id)
+    if final is not None:
+        tally.add(JOB_METRICS[final])
 
 
 # ---------------------------------------------------------------------------- URL rules
@@ -354,6 +377,8 @@ class RecordingCopier:
     """Sends a RecordingQueue message again with a delay in seconds (≤ 900): how a recording
     that is not there yet is asked for later. None: such a recording fails at once."""
     grace: timedelta = timedelta(hours=24)
+    tally: Tally = field(default_factory=Tally)
+    """What this copier counted (RECORDING_METRICS, JOB_METRICS), for its handler to emit."""
 
     def _time(self) -> datetime:
         return self.clock() if self.clock else datetime.now(UTC)
@@ -399,8 +424,8 @@ class RecordingCopier:
         )
         if not self._finish(message, outcome):
             return {"outcome": "duplicate", "key": key}
-        metrics.add_metric(name="RecordingsCopied", unit=MetricUnit.Count, value=1)
-        metrics.add_metric(name="RecordingBytes", unit=MetricUnit.Bytes, value=published.size)
+        self.tally.add("RecordingsCopied")
+        self.tally.add("RecordingBytes", published.size, MetricUnit.Bytes)
         logger.info(
             "recording copied",
             extra={
@@ -421,8 +446,8 @@ class RecordingCopier:
             message.responseId, outcome
         )
         if not counted:
-            metrics.add_metric(name="RecordingsDuplicate", unit=MetricUnit.Count, value=1)
-        self.progress.maybe_complete(message.responseId)
+            self.tally.add("RecordingsDuplicate")
+        _complete(self.progress, message.responseId, self.tally)
         return counted
 
     def _failed(self, message: RecordingMessage, reason: str) -> None:
@@ -432,8 +457,8 @@ class RecordingCopier:
         )
         outcome = RecordingOutcome(message.callId, message.stem, message.fileName, "FAILED", error=reason)
         if self.progress.record_recording(message.responseId, outcome):
-            metrics.add_metric(name="RecordingsFailed", unit=MetricUnit.Count, value=1)
-        self.progress.maybe_complete(message.responseId)
+            self.tally.add("RecordingsFailed")
+        _complete(self.progress, message.responseId, self.tally)
 
     def _not_yet(self, message: RecordingMessage, reason: str, now: datetime) -> dict[str, Any]:
         """A listed recording CC-FS does not have yet: ask again later with a growing delay, or, once
@@ -456,7 +481,7 @@ class RecordingCopier:
         retry_at = now + delay
         again = message.model_copy(update={"notFoundSince": since, "lateRetries": message.lateRetries + 1})
         self._send_again(again, delay, not_before=retry_at)
-        metrics.add_metric(name="RecordingsNotYetSynced", unit=MetricUnit.Count, value=1)
+        self.tally.add("RecordingsNotYetSynced")
         logger.info(
             "recording not on CC-FS yet: asking again later",
             extra={
@@ -505,7 +530,7 @@ class RecordingCopier:
                 if refreshes >= MAX_URL_REFRESHES:
                     raise TransientRecordingError(f"recording URL refused (HTTP 403) after {refreshes} refreshes")
                 refreshes += 1
-                metrics.add_metric(name="UrlRefreshes", unit=MetricUnit.Count, value=1)
+                self.tally.add("UrlRefreshes")
                 logger.info("recording URL expired, asking for a fresh one", extra={"call_id": message.callId})
                 continue
             if result == "missing":
@@ -552,7 +577,7 @@ class RecordingCopier:
         """``downloadRecordFile`` by name. ``late``: what sent us here suggests CC-FS has not synced
         the recording yet (no data, a 404, fewer URLs than listed), so "not found" here too means
         *not yet* (:class:`RecordingNotYetAvailable`); otherwise it is a permanent failure."""
-        metrics.add_metric(name="RecordingFallbacks", unit=MetricUnit.Count, value=1)
+        self.tally.add("RecordingFallbacks")
         logger.info("falling back to downloadRecordFile", extra={"call_id": message.callId, "why": why})
         with tempfile.NamedTemporaryFile(dir=self.tmp_dir, prefix="rec-", suffix=".wav") as tmp:
             try:
