@@ -14,6 +14,7 @@ rewrites the same objects and resending recording messages is harmless (recordin
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import json
 import os
@@ -465,26 +466,11 @@ def _read_bill(zip_path: str, job: Job, message: BillMessage, workdir: str, bad:
     rid = message.responseId
     with BillFile(zip_path) as bill, open(rec_path, "w", encoding="utf-8") as rec_handle:
         recordings = _Recordings(rec_path, rec_handle)
-        cdr_rows = _stream_kind(
-            bill,
-            bill.iter_cdr(),
-            kind="cdr",
-            response_id=rid,
-            outputs=outputs,
-            bad=bad,
-            recordings=None,
-            window_begin=window_begin,
+        stream = functools.partial(
+            _stream_kind, bill, response_id=rid, outputs=outputs, bad=bad, window_begin=window_begin
         )
-        index_rows = _stream_kind(
-            bill,
-            bill.iter_records(),
-            kind="record",
-            response_id=rid,
-            outputs=outputs,
-            bad=bad,
-            recordings=recordings,
-            window_begin=window_begin,
-        )
+        cdr_rows = stream(bill.iter_cdr(), kind="cdr", recordings=None)
+        index_rows = stream(bill.iter_records(), kind="record", recordings=recordings)
         for reader_bad in bill.bad_rows:
             bad.add(reader_bad.file, reader_bad.line, reader_bad.reason)
         bad.count += bill.bad_row_count - len(bill.bad_rows)  # counted by the reader, not listed
