@@ -156,19 +156,14 @@ def settle_dead_letter(
     somewhere that copies it after all turns the FAILED into DONE (``Progress.upgrade_failed``).
     What happened is counted into ``tally`` for the handler to emit.
     """
-    rid, call_id, stem = message.responseId, message.callId, message.stem
-    existing = progress.get_recording(rid, call_id, stem)
+    rid = message.responseId
+    existing = progress.get_recording(rid, message.callId, message.stem)
+    tally.add("RecordingDeadLettersSettled")
     if existing is not None:
-        tally.add("RecordingDeadLettersSettled")
         _complete(progress, rid, tally)
         return {"outcome": "already recorded", "status": existing.status}
     reason = DEAD_LETTER_REASON.format(count=deliveries, message_id=message_id)
-    logger.error("recording failed", extra={"response_id": rid, "call_id": call_id, "reason": reason})
-    outcome = RecordingOutcome(call_id, stem, message.fileName, "FAILED", error=reason)
-    if progress.record_recording(rid, outcome):
-        tally.add("RecordingsFailed")
-    tally.add("RecordingDeadLettersSettled")
-    _complete(progress, rid, tally)
+    RecordingOutcomes(progress, tally).failed(message, reason)
     return {"outcome": "failed", "reason": reason}
 
 
