@@ -69,8 +69,7 @@ def process_bill(record: SQSRecord, message: BillMessage) -> dict[str, Any]:
     settings = get_settings()
     with logger.append_context_keys(response_id=message.responseId, bill_file_name=message.billFileName):
         result = wiring.export_bill_message(settings, message, ccfs_client(settings, message.tenant))
-    for name, value in result.metrics.items():  # inside the idempotent call: a replay emits nothing
-        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+    wiring.emit_counts(result.metrics)  # inside the idempotent call: a replay emits nothing
     return result.summary
 
 
@@ -101,7 +100,7 @@ def record_handler(record: SQSRecord) -> dict[str, Any]:
                     return wiring.settle_dead_recording(settings, message, record.message_id)
                 ccfs, http = ccfs_client(settings, message.tenant), recording_http(settings)
                 last = int(record.attributes.approximate_receive_count or 1) >= settings.max_receive_count
-                return wiring.recording_copier(settings, ccfs, http).process(message, last_attempt=last)
+                return wiring.copy_recording(settings, message, ccfs, http, last_attempt=last)
         except Exception as exc:
             # Say why (type and redacted message) before the batch reports it: a failed record must
             # never be silent in the logs. Redacted: an error can quote a pre-signed URL.

@@ -28,6 +28,7 @@ from exporter.messages import (
 )
 from exporter.recordings import RecordingCopier
 from exporter.requesting import parse_backfill
+from exporter.tally import Tally
 from tests.conftest import load_handler
 from tests.fakes.queues import FakeQueue
 
@@ -208,6 +209,8 @@ def test_the_download_handler_routes_each_queue_to_its_step_with_the_parsed_mode
         return {}
 
     class Copier:
+        tally = Tally()  # what the wiring emits after process()
+
         def process(self, message: Any, last_attempt: bool) -> dict[str, Any]:
             seen.append(("recording", message))
             return {}

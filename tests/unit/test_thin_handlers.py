@@ -45,3 +45,24 @@ def test_the_counter_counts_code_only() -> None:
 def test_each_handler_has_at_most_60_lines_of_logic(app: str) -> None:
     count = logic_lines((ROOT / "functions" / app / "app.py").read_text(encoding="utf-8"))
     assert count <= MAX_LOGIC_LINES, f"functions/{app}/app.py: {count} lines of logic; move the work into layers/"
+
+
+# The modules that may add to the Powertools ``metrics`` singleton: the handlers' wiring (which emits
+# what the domain returned or tallied), the thread router that makes it safe in workers, the module
+# that defines it, and the CC-FS client factory's unknown-result-code hook (a process-wide client's
+# callback, with no caller to return a count to).
+METRICS_EMITTERS = {"aws.py", "wiring.py", "batching.py", "ccfs_factory.py"}
+
+
+def test_the_domain_returns_outcomes_and_never_touches_the_metrics_singleton() -> None:
+    """Issue 13: the domain returns (or tallies) what happened and the handler emits it, so the
+    domain runs the same in a test, a worker thread or the bench, without EMF."""
+    offenders = []
+    for path in sorted((ROOT / "layers" / "shared").rglob("*.py")):
+        if path.name in METRICS_EMITTERS:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            imported = node.names if isinstance(node, ast.ImportFrom) and node.module == "exporter.aws" else []
+            if any(alias.name == "metrics" for alias in imported):
+                offenders.append(str(path.relative_to(ROOT)))
+    assert offenders == []

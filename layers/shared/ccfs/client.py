@@ -112,7 +112,7 @@ class RetryPolicy:
         """Upper bound of the sleep before retry ``retry`` (0 = the first retry)."""
         if retry >= 64:  # 2**64 * anything sensible is past any cap; avoids float overflow
             return self.max_delay
-        return min(self.max_delay, self.base_delay * 2**retry)
+        return min(self.max_delay, self.base_delay * 2.0**retry)
 
 
 @dataclass(frozen=True)
@@ -188,7 +188,8 @@ class _Sink:
 
 def _media_type(response: httpx.Response) -> str:
     """The reply's media type, lower-cased, parameters dropped ('' when absent)."""
-    return response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    content_type: str = response.headers.get("content-type", "")
+    return content_type.split(";", 1)[0].strip().lower()
 
 
 def _is_json(media_type: str) -> bool:

@@ -94,14 +94,14 @@ class ConcurrentBatchProcessor(BatchProcessor):
         self.max_workers = max_workers
         self._router = threaded_metrics()
 
-    def process(self) -> list[tuple]:
+    def process(self) -> list[tuple[Any, ...]]:
         records = list(self.records)
         if self.max_workers <= 1 or len(records) <= 1:
             return super().process()
         pool = ThreadPoolExecutor(max_workers=min(self.max_workers, len(records)), thread_name_prefix="record")
         try:
             futures = [pool.submit(self._in_worker, record) for record in records]
-            results = []
+            results: list[tuple[Any, ...]] = []
             for future in futures:
                 result, buffered = future.result()
                 self._router.replay(buffered)

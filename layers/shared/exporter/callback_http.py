@@ -55,7 +55,7 @@ class AuthenticCallback:
     body: BillCallbackBody
 
 
-def answer(status: int, code: str, desc: str, headers: dict[str, str] | None = None) -> Response:
+def answer(status: int, code: str, desc: str, headers: dict[str, str] | None = None) -> Response[str]:
     """CC-FS's reply shape: ``{"resultCode", "resultDesc"}``."""
     return Response(
         status_code=status,

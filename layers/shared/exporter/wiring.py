@@ -2,7 +2,9 @@
 
 Kept out of ``functions/*/app.py`` so that a handler reads as parse → domain → respond, and so that
 each adapter is built one way for every function: one jobs-table progress store, one copier (its
-requeue is :class:`exporter.queues.QueueSender`, as every producer's).
+requeue is :class:`exporter.queues.QueueSender`, as every producer's). It is also where what the
+recording step counted (:class:`exporter.tally.Tally`) becomes the function's metrics: the domain
+never touches the Powertools singleton.
 The CC-FS client and the pre-signed-URL HTTP client are passed in by the handler, which gets them
 from :mod:`exporter.ccfs_factory` (process-wide, per tenant). Boto3 clients are looked up through
 ``exporter.aws`` at each call (process-wide, cached there; tests swap that cache).
@@ -14,16 +16,41 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+from aws_lambda_powertools.metrics import MetricUnit
 
 from exporter import aws
+from exporter.aws import metrics
 from exporter.bill_export import BillResult, BillSource, export_bill
 from exporter.config import Settings
 from exporter.jobs.progress import Progress
 from exporter.messages import BillMessage, RecordingMessage
 from exporter.queues import QueueSender
 from exporter.recordings import RecordingCopier, RecordingSource, settle_dead_letter
+from exporter.tally import Tally
 
-__all__ = ["export_bill_message", "progress", "recording_copier", "settle_dead_recording"]
+__all__ = [
+    "copy_recording",
+    "emit",
+    "emit_counts",
+    "export_bill_message",
+    "progress",
+    "recording_copier",
+    "settle_dead_recording",
+]
+
+
+def emit(tally: Tally) -> None:
+    """Add what a domain step counted to the function's metrics, each data point once (flushed by
+    the handler's ``@metrics.log_metrics``; from a worker thread, buffered and added once by the
+    main thread: ``exporter.batching``)."""
+    for point in tally.take():
+        metrics.add_metric(name=point.name, unit=point.unit, value=point.value)
+
+
+def emit_counts(counts: dict[str, int]) -> None:
+    """:func:`emit` for counts by metric name (``BillResult.metrics``)."""
+    for name, value in counts.items():
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
 
 
 def progress(settings: Settings) -> Progress:
@@ -64,6 +91,24 @@ def recording_copier(settings: Settings, ccfs: RecordingSource, http: httpx.Clie
     )
 
 
+def copy_recording(
+    settings: Settings, message: RecordingMessage, ccfs: RecordingSource, http: httpx.Client, *, last_attempt: bool
+) -> dict[str, Any]:
+    """The recording step for one RecordingQueue message; what it counted is emitted, also when it
+    raises (a recording recorded FAILED on its last delivery is counted, then retried into the DLQ)."""
+    copier = recording_copier(settings, ccfs, http)
+    try:
+        return copier.process(message, last_attempt=last_attempt)
+    finally:
+        emit(copier.tally)
+
+
 def settle_dead_recording(settings: Settings, message: RecordingMessage, message_id: str) -> dict[str, Any]:
     """An outcome for a recording SQS gave up on (:func:`exporter.recordings.settle_dead_letter`)."""
-    return settle_dead_letter(message, progress(settings), message_id=message_id, deliveries=settings.max_receive_count)
+    tally = Tally()
+    try:
+        return settle_dead_letter(
+            message, progress(settings), message_id=message_id, deliveries=settings.max_receive_count, tally=tally
+        )
+    finally:
+        emit(tally)

@@ -24,9 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from aws_lambda_powertools.metrics import MetricUnit
-
-from exporter.aws import logger, metrics
+from exporter.aws import logger
 from exporter.jobs.items import Job, RecordingItem, RecordingOutcome
 from exporter.jobs.keys import REC_PREFIX, JobStatus, job_key, job_pk, recording_key, utc_now_iso
 from exporter.jobs.manifest import ManifestWriter
@@ -34,6 +32,7 @@ from exporter.jobs.table import CONDITION_FAILED, JobsTable
 
 __all__ = [
     "BILL_PROCESSED",
+    "JOB_METRICS",
     "JobMissing",
     "Progress",
     "outcome_of",
@@ -41,6 +40,15 @@ __all__ = [
 
 BILL_PROCESSED = "bill_processed_at"
 """Job attribute set with the bill's results: until then ``recordings_total`` is not final."""
+
+
+JOB_METRICS: dict[JobStatus, str] = {
+    JobStatus.COMPLETED: "JobsCompleted",
+    JobStatus.PARTIAL: "JobsPartial",  # alarmed
+    JobStatus.FAILED: "JobsFailed",  # alarmed
+}
+"""The metric a job's final status is counted under, by whoever made the change (the transitions
+here return it; the caller's handler emits it, ``exporter.tally``)."""
 
 
 class JobMissing(RuntimeError):
@@ -127,11 +135,9 @@ class Progress:
         return self._set(response_id, JobStatus.DOWNLOADING, results)
 
     def fail_job(self, response_id: str, error: str) -> bool:
-        """``DOWNLOADING → FAILED`` with ``error``; metric JobsFailed when this call made the change."""
-        changed = self._set_status(response_id, JobStatus.FAILED, JobStatus.DOWNLOADING, {"error": error[:1000]})
-        if changed:
-            metrics.add_metric(name="JobsFailed", unit=MetricUnit.Count, value=1)
-        return changed
+        """``DOWNLOADING → FAILED`` with ``error``. True when this call made the change (to be counted
+        as ``JOB_METRICS[FAILED]``, JobsFailed)."""
+        return self._set_status(response_id, JobStatus.FAILED, JobStatus.DOWNLOADING, {"error": error[:1000]})
 
     # ------------------------------------------------------------------ recordings
 
@@ -234,30 +240,28 @@ class Progress:
 
     # ------------------------------------------------------------------ completion
 
-    def maybe_complete(self, response_id: str) -> bool:
+    def maybe_complete(self, response_id: str) -> JobStatus | None:
         """Complete the job when every recording is accounted for: final manifest, then
         ``DOWNLOADING → COMPLETED``, or ``→ PARTIAL`` when recordings failed or bill entries were
-        unusable (:func:`outcome_of`). True when this call completed it (metric JobsCompleted or
-        JobsPartial, the latter alarmed)."""
+        unusable (:func:`outcome_of`). The status when this call completed it (to be counted as
+        ``JOB_METRICS[status]``: JobsCompleted or JobsPartial, the latter alarmed), else None."""
         job = self.get_job(response_id)
         if not job or job.job_status != JobStatus.DOWNLOADING or job.bill_processed_at is None:
-            return False
+            return None
         done = job.recordings_done
         failed = job.recordings_failed
         if done + failed < job.recordings_total:
-            return False
+            return None
         final = outcome_of(job)
         self.write_final_manifest(job, final)
         if not self._set_status(response_id, final, JobStatus.DOWNLOADING, {"completed_at": utc_now_iso(self.clock())}):
-            return False  # a concurrent worker completed it (with the same manifest)
-        metric = "JobsCompleted" if final is JobStatus.COMPLETED else "JobsPartial"
-        metrics.add_metric(name=metric, unit=MetricUnit.Count, value=1)
+            return None  # a concurrent worker completed it (with the same manifest)
         log = logger.info if final is JobStatus.COMPLETED else logger.warning
         log(
             "job completed" if final is JobStatus.COMPLETED else "job completed with failures",
             extra={"response_id": response_id, "recordings_done": done, "recordings_failed": failed},
         )
-        return True
+        return final
 
     def write_final_manifest(self, job: Job, status: JobStatus) -> str:
         """The manifest with every REC item of ``job`` (see ``ManifestWriter.write_final``)."""
