@@ -15,10 +15,12 @@ export SAM_CLI_TELEMETRY := 0
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: requirements-dev.txt constraints.txt layers/shared/requirements.txt
+$(VENV)/.installed: requirements-dev.txt constraints.txt layers/shared/requirements.txt pyproject.toml
 	@$(PY313) -c 'import sys; assert sys.version_info[:2] == (3, 13), f"need Python 3.13, got {sys.version}"'
 	$(PY313) -m venv $(VENV)
 	$(VENV)/bin/pip install $(PIP_FLAGS) -r requirements-dev.txt -c constraints.txt
+	# the `aicc-export` console script (cli/), editable: its dependencies are the pins above
+	$(VENV)/bin/pip install $(PIP_FLAGS) --no-deps -e .
 	@touch $@
 
 $(SAMVENV)/.installed: requirements-sam.txt
