@@ -89,6 +89,7 @@ CUSTOM_METRICS = {
     "PlanningLagMinutes",
     "BillEntriesUnrecognised",
     "CallbackSignatureRejected",
+    "CallbackTenantMismatch",
     "CcfsUnknownResultCode",
     "JobsFailed",
     "JobsPartial",
@@ -596,6 +597,12 @@ def function_problems(t: Template) -> list[str]:
             problems.append(f"{fn}: environment lacks {sorted(missing_env)}")
     if "CALLBACK_URL" not in function_props(t, "RequestExportFunction")["Environment"]["Variables"]:
         problems.append("RequestExportFunction: no CALLBACK_URL")
+    # The grace period for late recordings is used by the copier (download) and checked against the
+    # stalled-job limit by the reconciler (request_export): both must see the stack's parameter.
+    for fn in ("RequestExportFunction", "DownloadFunction"):
+        grace = function_props(t, fn)["Environment"]["Variables"].get("RECORDING_GRACE_HOURS")
+        if grace != {"Ref": "RecordingGraceHours"}:
+            problems.append(f"{fn}: RECORDING_GRACE_HOURS is {grace!r}, expected the RecordingGraceHours parameter")
     layer = t["Resources"].get("SharedLayer", {})
     lp, meta = props(layer), layer.get("Metadata", {})
     if (
@@ -854,6 +861,10 @@ MUTATIONS: dict[str, tuple[Checker, Mutation]] = {
     "function-runtime": (function_problems, put(at("CallbackFunction", "Runtime"), "python3.12")),
     "function-handler": (function_problems, put(at("DownloadFunction", "Handler"), "main.handler")),
     "function-env-missing": (function_problems, drop(f"{ENV}/JOBS_TABLE")),
+    "function-reconciler-without-grace": (
+        function_problems,
+        drop(at("RequestExportFunction", "Environment/Variables/RECORDING_GRACE_HOURS")),
+    ),
     "function-data-resource-type": (function_problems, put("Resources/JobsTable/Type", "AWS::Serverless::SimpleTable")),
     "log-group-missing": (log_group_problems, drop("Resources/DownloadLogGroup")),
     "log-group-no-retention": (log_group_problems, drop(at("CallbackLogGroup", "RetentionInDays"))),
