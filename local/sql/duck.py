@@ -153,6 +153,7 @@ def _csv_view(table: GlueTable, root: Path) -> str:
         f"escape = {_literal(quote)}",
         f"encoding = {_literal(encoding)}",
         "all_varchar = true",
+        "nullstr = chr(0)",  # an empty field is '' as OpenCSVSerde reads it (no exported field holds a NUL)
         "null_padding = true",  # Hive gives NULL for a missing trailing column
         f"names = [{', '.join(_literal(n) for n in names)}]",  # by position; extra columns are not selected
     ]
