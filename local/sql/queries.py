@@ -11,7 +11,7 @@ from __future__ import annotations
 import tempfile
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +42,11 @@ QUERIES = {
 
 @dataclass
 class SqlAnswers:
-    """``calls``: (account_id, call_date) -> distinct calls; ``recordings_per_call``:
+    """``calls``: (account_id, call_date ``yyyy-mm-dd``) -> distinct calls; ``recordings_per_call``:
     (account_id, call_id) -> recordings, for every call with CDR rows (0 = none); ``bytes``: tenant ->
     (recordings, bytes) over the completed jobs' manifests."""
 
-    calls: dict[tuple[str, date], int] = field(default_factory=dict)
+    calls: dict[tuple[str, str], int] = field(default_factory=dict)
     recordings_per_call: dict[tuple[str, str], int] = field(default_factory=dict)
     bytes: dict[str, tuple[int, int]] = field(default_factory=dict)
 
@@ -72,16 +72,16 @@ def stack_answers(stack: Any) -> SqlAnswers:
     )
 
 
-def _partition(row: dict[str, str], window_begin: datetime) -> tuple[str, date]:
+def _partition(row: dict[str, str], window_begin: datetime) -> tuple[str, str]:
     """Where docs/design.md puts a row: its account_id (``_all`` if empty) and the date of its
     call_begin, else of its first valid other time column, else of its window's start."""
     account = (row.get("account_id") or "").strip() or ALL
     for column in _TIME_COLUMNS:
         try:
-            return account, datetime.strptime((row.get(column) or "").strip(), FMT).date()
+            return account, datetime.strptime((row.get(column) or "").strip(), FMT).date().isoformat()
         except ValueError:
             continue
-    return account, window_begin.date()
+    return account, window_begin.date().isoformat()
 
 
 def truth_answers(stack: Any) -> SqlAnswers:
@@ -89,7 +89,7 @@ def truth_answers(stack: Any) -> SqlAnswers:
     the stack exported (each window's current job, as ``LocalStack.verify`` sums it)."""
     items = stack.scan_jobs_table()
     jobs = {i["response_id"]: i for i in items if str(i.get("pk", "")).startswith("JOB#") and i.get("sk") == "JOB"}
-    calls: dict[tuple[str, date], set[str]] = defaultdict(set)
+    calls: dict[tuple[str, str], set[str]] = defaultdict(set)
     recordings: Counter[tuple[str, str]] = Counter()
     in_cdr: set[tuple[str, str]] = set()
     sizes: dict[str, list[int]] = defaultdict(list)
