@@ -5,6 +5,7 @@ encoding, BOM or header row, with quotes, commas, backslashes and non-ASCII text
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 from ccfs.columns import CDR_COLUMNS, RECORD_COLUMNS
 from exporter import aws as exporter_aws
 from local.sql.duck import connect, download, duck_type, view_sql
-from local.sql.glue import GlueTemplateError, load_glue_tables
+from local.sql.glue import GlueTemplateError, json_fields, load_glue_tables
 from tests.conftest import load_handler
 from tests.fakes.ccfs import FakeCcfs
 from tests.helpers import fast_clients, seed_job
@@ -61,6 +62,8 @@ def test_a_bill_reads_back_value_for_value_through_the_template_views(aws, monke
     ((rid, status, counts, cdr_keys),) = con.sql("SELECT response_id, status, counts, cdr FROM manifests").fetchall()
     assert (rid, status, counts["cdr_rows"], counts["index_rows"]) == (RID, "DOWNLOADING", 2, 1)
     assert cdr_keys == [{"key": f"cdr/account_id=acct001/call_date=2018-07-02/{RID}-1.csv", "rows": 2}]
+    written = json.loads((tmp_path / "manifests" / f"{RID}.json").read_text())
+    assert set(written) <= set(json_fields(derived["manifests"]).values())  # no manifest field without a column
 
 
 def test_tables_without_objects_are_empty_not_an_error(tables, tmp_path):
