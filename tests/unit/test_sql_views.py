@@ -15,6 +15,8 @@ from ccfs.columns import CDR_COLUMNS, RECORD_COLUMNS
 from exporter import aws as exporter_aws
 from local.sql.duck import connect, download, duck_type, view_sql
 from local.sql.glue import GlueTemplateError, json_fields, load_glue_tables
+from local.sql.queries import SqlAnswers, differences
+from local.stack.report import sql_summary
 from tests.conftest import load_handler
 from tests.fakes.ccfs import FakeCcfs
 from tests.helpers import fast_clients, seed_job
@@ -104,3 +106,33 @@ def test_a_table_the_local_engine_would_read_differently_is_refused(tables, tmp_
     other = dataclasses.replace(cdr, serde="org.apache.hadoop.hive.serde2.lazy.LazySimpleSerDe")
     with pytest.raises(GlueTemplateError, match="LazySimpleSerDe"):
         view_sql(other, tmp_path)
+
+
+def test_differences_name_each_answer_that_is_not_the_truth():
+    truth = SqlAnswers(
+        calls={("acct001", "2026-12-05"): 3}, recordings_per_call={("acct001", "c1"): 2}, bytes={"acct001": (2, 10)}
+    )
+    assert differences(truth, dataclasses.replace(truth)) == []
+    wrong = SqlAnswers(
+        calls={("acct001", "2026-12-05"): 3, ("acct001", "2026-12-06"): 1},
+        recordings_per_call={("acct001", "c1"): 1},
+        bytes={"acct001": (2, 9)},
+    )
+    assert differences(wrong, truth) == [
+        "calls ('acct001', '2026-12-06'): SQL 1, truth None",
+        "recordings_per_call ('acct001', 'c1'): SQL 1, truth 2",
+        "bytes acct001: SQL (2, 9), truth (2, 10)",
+    ]
+
+
+def test_the_demo_reports_a_failing_sql_step_and_fails():
+    class NoBucket:
+        config = type("Config", (), {"template": ROOT / "template.yaml"})()
+        names = type("Names", (), {"bucket": "missing"})()
+
+        def client(self, service):
+            raise RuntimeError("moto is not running")
+
+    summary = sql_summary(NoBucket())
+    assert not summary.ok
+    assert summary.lines == ["SQL FAILED: RuntimeError: moto is not running"]
