@@ -160,7 +160,7 @@ def _wait_forever() -> None:
 
 
 def demo(args: argparse.Namespace) -> int:
-    from local.stack.report import LiveLine, print_summary
+    from local.stack.report import LiveLine, print_summary, sql_summary
 
     started = time.monotonic()
     stack = LocalStack(_config(args, schedule=True))
@@ -185,8 +185,9 @@ def demo(args: argparse.Namespace) -> int:
         live.done()
         stack.pause_schedule()
         verdict = stack.verify()
-        print_summary(stack, progress, verdict, time.monotonic() - started)
-        ok = verdict.ok and not progress.timed_out
+        sql = sql_summary(stack)
+        print_summary(stack, progress, verdict, time.monotonic() - started, sql=sql)
+        ok = verdict.ok and not progress.timed_out and sql.ok
         if not ok:
             stack.config.keep_run_dir = True
             print(f"worker logs kept in {stack.run_dir / 'logs'}", file=sys.stderr)

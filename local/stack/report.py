@@ -6,10 +6,20 @@ import json
 import sys
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-__all__ = ["LiveLine", "emf_sum", "emf_totals", "human_size", "invocation_stats", "print_summary"]
+__all__ = [
+    "LiveLine",
+    "SqlSummary",
+    "emf_sum",
+    "emf_totals",
+    "human_size",
+    "invocation_stats",
+    "print_summary",
+    "sql_summary",
+]
 
 
 def _json_lines(logs: Path) -> Any:
@@ -100,7 +110,43 @@ def _tenant_label(stack: Any, tenant: str) -> str:
     return f"{tenant} ({stack.zone_of(tenant)}, {keys})"
 
 
-def print_summary(stack: Any, progress: Any, verdict: Any, elapsed: float, out: TextIO = sys.stdout) -> None:
+@dataclass
+class SqlSummary:
+    """What the demo prints of its SQL queries; ``ok``: they ran and agree with the ground truth."""
+
+    ok: bool
+    lines: list[str] = field(default_factory=list)
+
+
+def sql_summary(stack: Any) -> SqlSummary:
+    """Run local/sql's queries over the stack's bucket and hold them against the simulator's truth."""
+    from local.sql.queries import differences, stack_answers, truth_answers
+
+    try:
+        answers = stack_answers(stack)
+        wrong = differences(answers, truth_answers(stack))
+    except Exception as exc:  # noqa: BLE001 - the demo reports any failure of the SQL step and fails
+        return SqlSummary(False, [f"SQL FAILED: {type(exc).__name__}: {exc}"])
+    lines = ["calls per tenant per day (count DISTINCT call_id FROM cdr):"]
+    lines += [f"  {account:<12} {day}  {calls:>6}" for (account, day), calls in sorted(answers.calls.items())]
+    spread = Counter(answers.recordings_per_call.values())
+    lines.append(
+        f"recordings per call (cdr LEFT JOIN recording_index): {len(answers.recordings_per_call)} calls; "
+        + ", ".join(f"{n} recording(s): {calls} calls" for n, calls in sorted(spread.items()))
+    )
+    lines.append("recording bytes per tenant (manifests of COMPLETED jobs, UNNEST(recordings)):")
+    lines += [f"  {t:<12} {n:>6} recordings {human_size(b):>10}" for t, (n, b) in sorted(answers.bytes.items())]
+    if wrong:
+        lines.append(f"SQL DISAGREES with the ground truth ({len(wrong)}):")
+        lines += [f"  - {w}" for w in wrong]
+    else:
+        lines.append("SQL answers = the simulator's ground truth")
+    return SqlSummary(not wrong, lines)
+
+
+def print_summary(
+    stack: Any, progress: Any, verdict: Any, elapsed: float, out: TextIO = sys.stdout, sql: SqlSummary | None = None
+) -> None:
     counts = verdict.counts
     cfg = stack.config
     _section(out, "requested")
@@ -168,6 +214,9 @@ def print_summary(stack: Any, progress: Any, verdict: Any, elapsed: float, out: 
         out.write(f"  {key}: {value}\n")
     for note in stack.notes:
         out.write(f"  note: {note}\n")
+    if sql is not None:
+        _section(out, "SQL (DuckDB over the exported objects, tables derived from template.yaml's Glue tables)")
+        out.write("\n".join(sql.lines) + "\n")
     _section(out, "verdict")
     out.write(f"elapsed {elapsed:.1f} s (until complete: {progress.elapsed:.1f} s)\n")
     if progress.timed_out:

@@ -16,6 +16,8 @@ from datetime import datetime, timedelta
 import pytest
 
 from local.ccfs_simulator import PROFILES, Faults
+from local.sql.glue import json_fields, load_glue_tables
+from local.sql.queries import differences, stack_answers, truth_answers
 from local.stack import LocalStack, StackConfig
 from tests.e2e.conftest import needs_handlers
 
@@ -47,6 +49,24 @@ def test_happy_path_two_tenants_a_day_each(run_stack):
     assert metrics["JobsCompleted"] == counts["jobs"]["COMPLETED"]
     assert metrics["RecordingsCopied"] == counts["recordings"]["expected"]
     assert not metrics.get("JobsFailed") and not metrics.get("RecordingsFailed")
+    _sql_answers_are_the_truth(stack, counts)
+
+
+def _sql_answers_are_the_truth(stack: LocalStack, counts: dict) -> None:
+    """DuckDB over the exported objects, through views derived from the template's Glue tables,
+    answers what the simulator's ground truth says (issue 14, "SQL on day one")."""
+    answers = stack_answers(stack)
+    assert differences(answers, truth_answers(stack)) == []
+    assert {account for account, _day in answers.calls} == set(stack.tenants)
+    assert sum(answers.calls.values()) >= 300
+    assert sum(answers.recordings_per_call.values()) == counts["recordings"]["expected"]
+    assert sum(n for n, _bytes in answers.bytes.values()) == counts["recordings"]["expected"]
+    # every field a real manifest has is a column of the manifests table
+    columns = set(json_fields(load_glue_tables(stack.config.template, stack.names.bucket)["manifests"]).values())
+    s3 = stack.client("s3")
+    for obj in s3.list_objects_v2(Bucket=stack.names.bucket, Prefix="manifests/")["Contents"]:
+        document = json.loads(s3.get_object(Bucket=stack.names.bucket, Key=obj["Key"])["Body"].read())
+        assert set(document) <= columns, obj["Key"]
 
 
 def test_flaky_profile_gives_the_same_result_and_the_faults_happened(run_stack):
