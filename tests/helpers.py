@@ -15,6 +15,12 @@ RID = "9239cb50a8384bb0ab503441bf089446"  # the protocol reference's example res
 
 
 def seed_job(names: Any, status: str = "DOWNLOADING", rid: str = RID, **extra: Any) -> None:
+    """Put :func:`job_item` into the moto jobs table of ``names``."""
+    exporter_aws.resource("dynamodb").Table(names.jobs_table).put_item(Item=job_item(status, rid, **extra))
+
+
+def job_item(status: str = "DOWNLOADING", rid: str = RID, **extra: Any) -> dict[str, Any]:
+    """A job item of the protocol reference's example window, in ``status``, with ``extra``."""
     item = {
         **job_key(rid),
         "response_id": rid,
@@ -31,7 +37,7 @@ def seed_job(names: Any, status: str = "DOWNLOADING", rid: str = RID, **extra: A
         "recordings_failed": 0,
     }
     item.update(extra)
-    exporter_aws.resource("dynamodb").Table(names.jobs_table).put_item(Item=item)
+    return item
 
 
 def fast_clients(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -214,6 +214,12 @@ class FakeJobsTable:
         _Expr(update, names, _plain(values)).apply_update(item)
         return item
 
+    def seed(self, *items: Mapping[str, Any]) -> None:
+        """Test setup: store ``items`` as they are (no condition, not counted in ``requests``),
+        through the same serialisation as a write."""
+        for item in items:
+            self.items[self._key(item)] = _plain(item)
+
     # ------------------------------------------------------------------ JobsTable's interface
 
     def get(self, key: Mapping[str, str]) -> dict[str, Any] | None:

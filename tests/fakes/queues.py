@@ -4,7 +4,7 @@
   (``send_bill``, ``send_request``, ``requeue``), so a test passes ``queue.send`` and reads
   ``queue.sent`` (the messages, in order) and ``queue.delays``. ``errors`` fail the next sends.
 * :class:`FakeSqs` stands in for the boto3 SQS client where the domain is handed one
-  (``bill_export.send_batches``): ``send_message`` / ``send_message_batch`` keep the bodies in
+  (``bill_fanout.send_batches``): ``send_message`` / ``send_message_batch`` keep the bodies in
   ``bodies[queue_url]``; ``fail_first`` entries of the next batch come back ``Failed``
   (``always_fail``: every entry of every batch).
 """

@@ -17,7 +17,7 @@ import pytest
 
 from ccfs.columns import RECORD_COLUMNS
 from ccfs.errors import CcfsNotFound, CcfsTransientError
-from exporter.bill_export import send_batches
+from exporter.bill_fanout import send_batches
 from tests.conftest import load_handler, sqs_messages
 from tests.fakes.ccfs import FakeCcfs
 from tests.fakes.queues import FakeSqs

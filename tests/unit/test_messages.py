@@ -12,7 +12,7 @@ from typing import Any, cast
 
 import pytest
 
-from exporter.bill_export import _add_recording, _recording_messages, _Recordings
+from exporter.bill_fanout import Recordings, add_recording, recording_messages
 from exporter.callbacks import bill_message
 from exporter.config import ConfigError, Settings, import_setting
 from exporter.jobs.items import Job
@@ -73,7 +73,7 @@ def test_a_backfill_continuation_is_what_request_export_reads() -> None:
 
 def test_the_bill_steps_recording_messages_are_what_the_copier_reads(tmp_path: Path) -> None:
     handle = (tmp_path / "rec.jsonl").open("w", encoding="utf-8")
-    recordings = _Recordings(str(tmp_path / "rec.jsonl"), handle)
+    recordings = Recordings(str(tmp_path / "rec.jsonl"), handle)
     rows = [
         {
             "call_id": "c1",
@@ -93,9 +93,9 @@ def test_the_bill_steps_recording_messages_are_what_the_copier_reads(tmp_path: P
             "callDate": "2018-07-02",
             "originalFileName": "",
         }
-        _add_recording(recordings, descriptor, {**row, "agent": "ü"})
+        add_recording(recordings, descriptor, {**row, "agent": "ü"})
     handle.close()
-    bodies = list(_recording_messages(recordings, RID, "acct001"))
+    bodies = list(recording_messages(recordings, RID, "acct001"))
     assert len(bodies) == 2
     for body in bodies:
         wire = json.loads(body)

@@ -9,7 +9,7 @@ from typing import Any
 import boto3
 import pytest
 
-from exporter.bill_export import send_batches
+from exporter.bill_fanout import send_batches
 from exporter.messages import BillMessage
 from exporter.queues import QueueSender
 from tests.fakes.queues import FakeQueue, FakeSqs

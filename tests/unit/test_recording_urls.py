@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from exporter.bill_export import _add_recording, _recording_messages, _Recordings
+from exporter.bill_fanout import Recordings, add_recording, recording_messages
 from exporter.messages import RecordingMessage
 from exporter.recordings import pick_message_url, pick_url
 
@@ -73,7 +73,7 @@ def test_message_without_certainty_never_matches_by_position():
 
 def _messages(tmp_path: Path, rows: list[dict[str, str]]) -> dict[str, dict[str, Any]]:
     handle = (tmp_path / "rec.jsonl").open("w", encoding="utf-8")
-    recordings = _Recordings(str(tmp_path / "rec.jsonl"), handle)
+    recordings = Recordings(str(tmp_path / "rec.jsonl"), handle)
     for row in rows:
         descriptor = {
             "callId": row["call_id"],
@@ -84,9 +84,9 @@ def _messages(tmp_path: Path, rows: list[dict[str, str]]) -> dict[str, dict[str,
             "callDate": "2018-07-02",
             "originalFileName": "",
         }
-        _add_recording(recordings, descriptor, row)
+        add_recording(recordings, descriptor, row)
     handle.close()
-    return {m["fileName"]: m for m in map(json.loads, _recording_messages(recordings, "r1", "acct001"))}
+    return {m["fileName"]: m for m in map(json.loads, recording_messages(recordings, "r1", "acct001"))}
 
 
 def row(file_name: str, begin: str, end: str, call_id: str = "c1") -> dict[str, str]:

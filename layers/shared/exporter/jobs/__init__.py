@@ -5,7 +5,10 @@
   be written (``WindowClaim``, ``NewJob``, ``RecordingOutcome``);
 - ``table``: the one client, the one serialisation and the one place that turns a refused
   condition into a result;
-- ``store``: the request and callback side (cursors, claims, jobs up to ``READY``);
+- ``writes``: the one conditional-write helper (an update or put, alone or in a transaction);
+- ``store``: the request and callback side (cursors, claims, jobs up to ``READY``) as one
+  ``JobStore`` composing ``windows`` (cursors, claims), ``requests`` (jobs from ``REQUESTED``),
+  ``readiness`` (what a callback writes) and ``stalled`` (what the reconciler finds);
 - ``progress``: the download side (``DOWNLOADING``, REC items, completion);
 - ``manifest``: the job's manifest in S3.
 

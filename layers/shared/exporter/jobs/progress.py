@@ -29,6 +29,7 @@ from exporter.jobs.items import Job, RecordingItem, RecordingOutcome
 from exporter.jobs.keys import REC_PREFIX, JobStatus, job_key, job_pk, recording_key, utc_now_iso
 from exporter.jobs.manifest import ManifestWriter
 from exporter.jobs.table import CONDITION_FAILED, JobsTable
+from exporter.jobs.writes import Put, transact, update
 
 __all__ = [
     "BILL_PROCESSED",
@@ -95,20 +96,11 @@ class Progress:
         self, response_id: str, expected: JobStatus, values: Mapping[str, Any], *, status: JobStatus | None = None
     ) -> bool:
         """SET ``values`` (and ``status`` with ``status_at``) while the job is in ``expected``."""
-        names = {"#s": "job_status"}
-        bound: dict[str, Any] = {":exp": expected.value}
-        sets = []
+        changes: dict[str, Any] = {}
         if status is not None:
-            names["#at"] = "status_at"
-            bound.update({":new": status.value, ":at": utc_now_iso(self.clock())})
-            sets += ["#s = :new", "#at = :at"]
-        for i, (name, value) in enumerate(values.items()):
-            names[f"#x{i}"] = name
-            bound[f":x{i}"] = value
-            sets.append(f"#x{i} = :x{i}")
-        return self._table.update(
-            job_key(response_id), update="SET " + ", ".join(sets), condition="#s = :exp", names=names, values=bound
-        )
+            changes = {"job_status": status, "status_at": utc_now_iso(self.clock())}
+        changes.update(values)
+        return update(job_key(response_id), expect={"job_status": expected}, set=changes).apply(self._table)
 
     def _set_status(
         self, response_id: str, new: JobStatus, expected: JobStatus, extra: Mapping[str, Any] | None = None
@@ -163,19 +155,10 @@ class Progress:
             "expires_at": int((now + timedelta(days=self.retention_days)).timestamp()),
         }
         counter = "recordings_done" if outcome.status == "DONE" else "recordings_failed"
-        reasons = self._table.transact(
-            [
-                {"Put": {"Item": item, "ConditionExpression": "attribute_not_exists(sk)"}},
-                {
-                    "Update": {
-                        "Key": job_key(response_id),
-                        "UpdateExpression": "ADD #c :one",
-                        "ConditionExpression": "attribute_exists(pk)",
-                        "ExpressionAttributeNames": {"#c": counter},
-                        "ExpressionAttributeValues": {":one": 1},
-                    }
-                },
-            ]
+        reasons = transact(
+            self._table,
+            Put(item, "attribute_not_exists(sk)"),
+            update(job_key(response_id), when="attribute_exists(pk)", add={counter: 1}),
         )
         if reasons is None:
             return True
@@ -192,30 +175,19 @@ class Progress:
         now = self.clock()
         sets = {"status": "DONE", "key": outcome.key, "size": outcome.size, "sha256": outcome.sha256}
         sets.update({"source": outcome.source, "updated_at": utc_now_iso(now)})
-        names = {f"#a{i}": name for i, name in enumerate(sets)}
-        values: dict[str, Any] = {f":a{i}": value for i, value in enumerate(sets.values())}
-        values[":failed"] = "FAILED"
-        assignments = ", ".join(f"#a{i} = :a{i}" for i in range(len(sets)))
-        reasons = self._table.transact(
-            [
-                {
-                    "Update": {
-                        "Key": recording_key(response_id, outcome.call_id, outcome.stem),
-                        "UpdateExpression": f"SET {assignments} REMOVE #err",
-                        "ConditionExpression": "#a0 = :failed",
-                        "ExpressionAttributeNames": {**names, "#err": "error"},
-                        "ExpressionAttributeValues": values,
-                    }
-                },
-                {
-                    "Update": {
-                        "Key": job_key(response_id),
-                        "UpdateExpression": "ADD recordings_done :one, recordings_failed :minus",
-                        "ConditionExpression": "attribute_exists(pk)",
-                        "ExpressionAttributeValues": {":one": 1, ":minus": -1},
-                    }
-                },
-            ]
+        reasons = transact(
+            self._table,
+            update(
+                recording_key(response_id, outcome.call_id, outcome.stem),
+                expect={"status": "FAILED"},
+                set=sets,
+                remove=("error",),
+            ),
+            update(
+                job_key(response_id),
+                when="attribute_exists(pk)",
+                add={"recordings_done": 1, "recordings_failed": -1},
+            ),
         )
         if reasons is not None:
             return False
