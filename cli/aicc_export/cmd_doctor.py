@@ -69,9 +69,11 @@ def describe_tls_error(exc: BaseException) -> tuple[str, str]:
     """What a failed TLS handshake means and what to set, from the verification error's code."""
     if isinstance(exc, ssl.SSLCertVerificationError):
         code = int(exc.verify_code or 0)
+        if code == 64:  # X509_V_ERR_IP_ADDRESS_MISMATCH: the URL names an IP address
+            code = 62
         if code in _TLS_CODES:
             return _TLS_CODES[code]
-        if "hostname" in str(exc.verify_message or "").lower():
+        if "mismatch" in str(exc.verify_message or "").lower():
             return _TLS_CODES[62]
         return (f"certificate verification failed ({exc.verify_message})", "check CcfsCaBundleParameter's CA bundle")
     return (f"TLS handshake failed ({exc})", "check that CcfsBaseUrl's port speaks HTTPS")

@@ -96,8 +96,8 @@ def _move_task(
         sqs.start_message_move_task(SourceArn=dlq_arn, DestinationArn=source_arn)
     except ClientError as exc:
         err = exc.response.get("Error", {})
-        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
-        if any(c in str(err.get("Code", "")) for c in _UNAVAILABLE) or status in (500, 501):
+        http = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+        if any(c in str(err.get("Code", "")) for c in _UNAVAILABLE) or http in (500, 501):
             return None
         raise
     except (BotoCoreError, AttributeError, NotImplementedError):

@@ -20,6 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 from aicc_export.main import cli
+from exporter.jobs.keys import window_key
 from local.stack import LocalStack, StackConfig
 from local.stack.__main__ import _serve_info
 from local.stack.procs import ROOT
@@ -215,11 +216,14 @@ def test_redrive_moves_a_dlq_back_and_replays_a_failed_tick_as_a_backfill(stack,
         "endTime": f"{day} 17:59:59",
     }
     assert doc["data"]["ScheduleDLQ"]["backfills"] == [expected]
-    windows = {(f"{day} 20:00:00|{day} 20:29:59"), f"{expected['beginTime']}|{expected['endTime']}"}
+    windows = [
+        window_key("acct001", f"{day} 20:00:00", f"{day} 20:29:59"),
+        window_key("acct001", expected["beginTime"], expected["endTime"]),
+    ]
 
     def requested() -> bool:
-        items = stack.scan_jobs_table()
-        return windows <= {i["sk"] for i in items if i.get("pk") == "WINDOW#acct001" and i.get("response_id")}
+        items = {(i["pk"], i["sk"]): i for i in stack.scan_jobs_table()}
+        return all(items.get((w["pk"], w["sk"]), {}).get("response_id") for w in windows)
 
     assert wait_until(requested, 30, 0.3), "the redriven backfill and the replayed tick were not requested"
     assert all(
