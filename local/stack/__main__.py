@@ -101,10 +101,12 @@ def _serve_info(stack: LocalStack) -> dict[str, Any]:
         "callback_url": names.callback_url,
         "front_url": names.front_url,
         # the stack's names resolve only inside its processes (STACK.md, "Names and trust"): from a
-        # shell, connect the name to its port and trust the stack's CA, e.g. with curl
+        # shell, connect the name to its port and trust the stack's CA, e.g. with curl. An unsigned
+        # callback as CC-FS would post it: the callback answers 401 (signature missing)
         "callback_curl": (
             f"curl --connect-to {stack.api_domain}:443:127.0.0.1:{front_port} "
-            f"--cacert {names.api_ca_file} -X POST {names.callback_url}"
+            f"--cacert {names.api_ca_file} -H 'Content-Type: application/json;charset=UTF-8' -d '{{}}' "
+            f"-X POST {names.callback_url}"
         ),
         "hosts": names.hosts,
         "endpoint_url": names.endpoint_url,

@@ -21,6 +21,7 @@ from click.testing import CliRunner
 
 from aicc_export.main import cli
 from exporter.jobs.keys import window_key
+from exporter.messages import BackfillMessage
 from local.stack import LocalStack, StackConfig
 from local.stack.__main__ import _serve_info
 from local.stack.procs import ROOT
@@ -71,6 +72,37 @@ def test_the_printed_aicc_export_lines_work_as_printed(info):
         words = shlex.split(line)
         assert words[0] == "aicc-export"
         cli.make_context("aicc-export", words[1:], obj={}, resilient_parsing=True)
+
+
+def test_the_printed_shell_lines_are_complete(stack, info):
+    """`callback_curl` runs as printed (curl is everywhere): the unsigned probe gets 401. The `aws` lines
+    (AWS CLI is no dev dependency) carry everything they need: credentials, region, --endpoint-url
+    (AWS CLI v1 ignores AWS_ENDPOINT_URL), the stack's own bucket/queue, a body the function accepts."""
+    done = subprocess.run(
+        ["bash", "-c", info["callback_curl"] + " -s -o /dev/null -w '%{http_code}'"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert (done.returncode, done.stdout) == (0, "401"), done.stderr
+    for line, what in (
+        (info["aws_cli"], ["s3", "ls", f"s3://{stack.names.bucket}", "--recursive"]),
+        (
+            info["backfill_example"],
+            ["sqs", "send-message", "--queue-url", stack.names.request_queue_url, "--message-body"],
+        ),
+    ):
+        words = shlex.split(line)
+        env = dict(w.split("=", 1) for w in words[:3])
+        assert env == {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+        assert words[3:5] == ["aws", "--endpoint-url"] and words[5] == stack.endpoint_url
+        assert words[6 : 6 + len(what)] == what
+    body = shlex.split(info["backfill_example"])[-1]
+    BackfillMessage.model_validate_json(body)
 
 
 def test_doctor_passes_against_the_simulator_and_explains_an_unknown_ca(stack, info, tmp_path):
