@@ -7,8 +7,9 @@
   DLQ had when it started, and by ``--timeout``.
 - ``ScheduleDLQ``: its messages are failed planning ticks (an EventBridge Scheduler delivery that
   failed: the target's input; or a Lambda OnFailure destination record with the event in
-  ``requestPayload``). Each is replayed as the backfill it stood for: per tenant, the ``WindowMinutes``
-  grid window that ended last before the tick's settled time (``SettleMinutes`` before it). A backfill
+  ``requestPayload``). Each is replayed as the backfill it stood for: per tenant, on its own wall clock
+  (its ``timezone`` in the CC-FS secret), the ``WindowMinutes`` grid window that ended last before the
+  tick's settled time (``SettleMinutes`` before it). A backfill
   of a window the schedule already planned is skipped by the function (same window key), so a replay
   never asks CC-FS twice. A message that is neither shape stays in the queue, listed.
 """
@@ -17,14 +18,15 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import click
 from botocore.exceptions import BotoCoreError, ClientError
 
-from aicc_export.deployment import settings_of
+from aicc_export.deployment import settings_of, tenant_zones
 from aicc_export.output import Result, finish
 from aicc_export.target import Target
 from exporter.config import ALL_ACCOUNTS, Settings
@@ -179,11 +181,15 @@ def tick_time(body: str, sent_at_ms: str | None) -> datetime | None:
     return None
 
 
-def tick_backfills(settings: Settings, when: datetime) -> list[BackfillMessage]:
-    """The backfill per tenant for the window the tick at ``when`` stood for."""
+def tick_backfills(
+    settings: Settings, when: datetime, zones: Mapping[str, ZoneInfo] | None = None
+) -> list[BackfillMessage]:
+    """The backfill per tenant for the window the tick at ``when`` stood for, on each tenant's own
+    wall clock (``zones``; ``TENANT_TIMEZONE`` for a tenant not in it)."""
     out = []
     for tenant in settings.tenants:
-        settled = settled_local(when, settings.zone, settings.settle_minutes)
+        zone = (zones or {}).get(tenant, settings.zone)
+        settled = settled_local(when, zone, settings.settle_minutes)
         end = floor_to_grid(settled, settings.window_minutes)
         begin = floor_to_grid(end - timedelta(seconds=1), settings.window_minutes)
         window = Window(begin, end - timedelta(seconds=1))
@@ -202,6 +208,7 @@ def _replay_schedule_dlq(target: Target, result: Result, deadline: float, clock:
     dlq, request = target.queues[SCHEDULE_DLQ], target.queues["RequestQueue"]
     budget = _depth(sqs, dlq)
     settings = settings_of(target) if budget else None
+    zones = tenant_zones(target, settings) if settings is not None else {}
     sent: set[str] = set()
     replayed = 0
     unknown: list[str] = []
@@ -217,7 +224,7 @@ def _replay_schedule_dlq(target: Target, result: Result, deadline: float, clock:
             if when is None:
                 unknown.append(m["MessageId"])
                 continue
-            for backfill in tick_backfills(settings, when):
+            for backfill in tick_backfills(settings, when, zones):
                 body = message_body(backfill)
                 if body not in sent:
                     sqs.send_message(QueueUrl=request, MessageBody=body)

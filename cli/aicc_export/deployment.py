@@ -14,6 +14,7 @@ resolve only inside its processes (local/STACK.md, "Names and trust"), it maps e
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 from collections.abc import Iterator, Mapping
@@ -27,8 +28,17 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from aicc_export.target import Target
 from exporter.config import ConfigError, Settings
+from exporter.tenants import parse_secret, resolve_tenants
 
-__all__ = ["REQUEST_FUNCTION", "connect_names", "function_env", "settings_of", "tenants_of", "yesterday"]
+__all__ = [
+    "REQUEST_FUNCTION",
+    "connect_names",
+    "function_env",
+    "settings_of",
+    "tenant_zones",
+    "tenants_of",
+    "yesterday",
+]
 
 REQUEST_FUNCTION = "RequestExportFunction"
 
@@ -78,6 +88,28 @@ def tenants_of(target: Target, tenant: str | None) -> list[str]:
             f"{tenant!r} is not a tenant of this stack (configured: {', '.join(configured)})", param_hint="--tenant"
         )
     return [tenant]
+
+
+def tenant_zones(target: Target, settings: Settings) -> dict[str, ZoneInfo]:
+    """Each configured tenant's time zone: its entry's ``timezone`` in the CC-FS secret, else
+    ``TENANT_TIMEZONE`` (read and validated as the functions read it, :mod:`exporter.tenants`)."""
+    arn = settings.ccfs_secret_arn
+    parts = arn.split(":")
+    region = parts[3] if arn.startswith("arn:") and len(parts) > 5 and parts[3] else target.region
+    try:
+        if region == target.region:
+            sm = target.client("secretsmanager")
+        else:
+            assert target._session is not None
+            sm = target._session.client("secretsmanager", region_name=region, endpoint_url=target.endpoint_url)
+        value = json.loads(sm.get_secret_value(SecretId=arn).get("SecretString") or "null")
+        keys = resolve_tenants(parse_secret(value, arn), arn, settings.tenants, settings.tenant_timezone)
+    except (ClientError, BotoCoreError, ValueError, ConfigError) as exc:
+        raise DeploymentError(
+            f"cannot read the tenants' time zones from the CC-FS secret ({type(exc).__name__}: "
+            f"{exc if isinstance(exc, ConfigError) else 'see `aicc-export doctor`'}); run `aicc-export doctor`"
+        ) from None
+    return {tenant: creds.zone for tenant, creds in keys.by_tenant.items()}
 
 
 def yesterday(zone: str | ZoneInfo, now: datetime | None = None) -> date:

@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime
 
 import boto3
+import click
 import pytest
 
 from aicc_export.cmd_redrive import run_redrive, tick_backfills, tick_time
@@ -142,3 +143,27 @@ def test_schedule_dlq_is_replayed_as_backfills_and_a_stranger_is_left_loudly(aws
     assert sent == [{"accountId": "acct001", "beginTime": "2026-11-20 08:00:00", "endTime": "2026-11-20 08:59:59"}]
     left = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["ApproximateNumberOfMessagesNotVisible"])
     assert left["Attributes"]["ApproximateNumberOfMessagesNotVisible"] == "1"  # kept, not deleted
+
+
+def test_a_failed_tick_is_replayed_on_each_tenants_own_wall_clock(aws):
+    secret = {"ak": "shared-ak", "sk": "s0", "tenants": {"acct002": {"ak": "a2", "sk": "s2", "timezone": "Asia/Tokyo"}}}
+    boto3.client("secretsmanager").put_secret_value(SecretId=aws.secret_arn, SecretString=json.dumps(secret))
+    target = cli_target(aws, TENANT_ACCOUNT_IDS="acct001,acct002")
+    record = {"requestContext": {}, "timestamp": "2026-11-20T02:00:00Z", "requestPayload": {"source": "aws.scheduler"}}
+    boto3.client("sqs").send_message(QueueUrl=target.queues["ScheduleDLQ"], MessageBody=json.dumps(record))
+    assert run_redrive(target, "ScheduleDLQ").ok
+    sent = sorted(
+        (m["accountId"], m["beginTime"])
+        for m in map(json.loads, (m["Body"] for m in sqs_messages(aws.request_queue_url)))
+    )
+    # 02:00Z is 10:00 in Shanghai (TENANT_TIMEZONE) and 11:00 in Tokyo (acct002's own zone)
+    assert sent == [("acct001", "2026-11-20 08:00:00"), ("acct002", "2026-11-20 09:00:00")]
+
+
+def test_schedule_dlq_is_left_alone_when_the_tenants_zones_cannot_be_read(aws):
+    boto3.client("secretsmanager").put_secret_value(SecretId=aws.secret_arn, SecretString="{}")
+    target = cli_target(aws)
+    boto3.client("sqs").send_message(QueueUrl=target.queues["ScheduleDLQ"], MessageBody='{"source": "aws.scheduler"}')
+    with pytest.raises(click.ClickException, match="time zones"):
+        run_redrive(target, "ScheduleDLQ")
+    assert sqs_messages(aws.request_queue_url) == [] and len(sqs_messages(target.queues["ScheduleDLQ"])) == 1
