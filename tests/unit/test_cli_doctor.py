@@ -190,3 +190,59 @@ def test_the_local_stacks_names_connect_to_their_ports_only_inside_the_block(tls
     assert socket.getaddrinfo is before
     ok, detail, _ = tls_probe("ccfs.sim.internal", 28443, _ca_file(ca, tmp_path), timeout=2)
     assert not ok
+
+
+def _deployed(aws, env: dict[str, str]) -> Target:
+    """A deployed stack's Target (no --local): RequestExportFunction exists in (moto's) Lambda."""
+    import io
+    import zipfile
+
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as z:
+        z.writestr("app.py", "def handler(event, context):\n    return None\n")
+    role = boto3.client("iam").create_role(RoleName="r", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    boto3.client("lambda").create_function(
+        FunctionName="aicc-export-RequestExport",
+        Runtime="python3.13",
+        Role=role,
+        Handler="app.handler",
+        Code={"ZipFile": code.getvalue()},
+        Environment={"Variables": env},
+    )
+    target = cli_target(aws)
+    target.local = None
+    target.stack_name = "aicc-export"
+    target.functions = {"RequestExportFunction": "aicc-export-RequestExport"}
+    return target
+
+
+class StackResources:
+    """CloudFormation's DescribeStackResource for the one resource doctor asks about."""
+
+    def describe_stack_resource(self, StackName: str, LogicalResourceId: str) -> dict:
+        assert (StackName, LogicalResourceId) == ("aicc-export", "PlanningSchedule")
+        return {"StackResourceDetail": {"PhysicalResourceId": "aicc-export-PlanningSchedule-X"}}
+
+
+def test_doctor_on_a_deployed_stack_reads_lambdas_configuration_and_the_schedules_state(aws, monkeypatch):
+    from tests.conftest import app_env
+
+    target = _deployed(aws, app_env(aws, CCFS_BASE_URL="https://127.0.0.1:1", TENANT_TIMEZONE="Asia/Tokyo"))
+    scheduler = boto3.client("scheduler")
+    scheduler.create_schedule(
+        Name="aicc-export-PlanningSchedule-X",
+        ScheduleExpression="rate(15 minutes)",
+        FlexibleTimeWindow={"Mode": "OFF"},
+        State="DISABLED",
+        Target={
+            "Arn": "arn:aws:lambda:us-east-1:123456789012:function:f",
+            "RoleArn": "arn:aws:iam::123456789012:role/r",
+        },
+    )
+    clients = {"cloudformation": StackResources()}
+    monkeypatch.setattr(target, "client", lambda service: clients.get(service) or boto3.client(service))
+    checks = _checks(run_doctor(target))
+    assert checks["function configuration"][0] and "zone Asia/Tokyo" in checks["function configuration"][1]
+    ok, detail, _ = checks["schedule"]
+    assert ok and detail.startswith("aicc-export-PlanningSchedule-X DISABLED - switch it on after `canary` passes")
+    assert not checks["alarm topic has a confirmed subscription"][0]  # a deployed stack without AlarmTopicArn
