@@ -13,7 +13,7 @@ from aicc_export.cmd_canary import run_canary
 from aicc_export.main import cli
 from exporter.jobs.keys import window_key
 from tests.conftest import sqs_messages
-from tests.unit.cli_helpers import cli_target, put_job, put_window
+from tests.unit.cli_check_helpers import cli_target, put_job, put_window
 
 DAY = date(2026, 11, 20)
 BEGIN, END = "2026-11-20 10:00:00", "2026-11-20 10:09:59"

@@ -18,7 +18,7 @@ import trustme
 from aicc_export.cmd_doctor import run_doctor, tls_probe
 from aicc_export.deployment import connect_names
 from aicc_export.target import Target
-from tests.unit.cli_helpers import cli_target
+from tests.unit.cli_check_helpers import cli_target
 
 
 class OneTlsServer:

@@ -15,7 +15,7 @@ import pytest
 from aicc_export.cmd_find import candidate_dates, run_find
 from aicc_export.cmd_verify import run_verify
 from exporter import layout
-from tests.unit.cli_helpers import cli_target, put_job, put_rec, put_window
+from tests.unit.cli_check_helpers import cli_target, put_job, put_rec, put_window
 
 DAY = date(2026, 11, 20)
 CALL = "1795140000-7"  # 2026-11-20T02:00:00Z

@@ -13,7 +13,7 @@ import pytest
 from aicc_export.cmd_redrive import run_redrive, tick_backfills, tick_time
 from exporter.config import Settings
 from tests.conftest import AwsNames, app_env, sqs_messages
-from tests.unit.cli_helpers import cli_target
+from tests.unit.cli_check_helpers import cli_target
 
 
 def _depth(url: str) -> int:
