@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from local.stack.cfn import REGION
 from local.stack.stack import LocalStack, StackConfig
 
 
@@ -80,21 +81,38 @@ def _config(args: argparse.Namespace, schedule: bool) -> StackConfig:
 
 
 def _serve_info(stack: LocalStack) -> dict[str, Any]:
+    """The JSON line ``serve`` prints (and ``demo --keep-running``), also written to
+    ``{run dir}/serve.json`` so that the printed ``aicc-export --local`` commands work as printed."""
     names = stack.names
     front_port = names.front_url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1]
-    return {
+    info_file = stack.run_dir / "serve.json"
+    cli = f"aicc-export --local {info_file}"
+    info = {
+        "region": REGION,
+        "info_file": str(info_file),
+        # the operators' CLI against this stack (README, "Operating it"), each line ready to paste
+        "aicc_export": [
+            f"{cli} doctor",
+            f"{cli} canary --tenant {stack.tenants[0]} --date {stack.base_date} --minutes 60 --timeout 120",
+            f"{cli} verify --date {stack.base_date}",
+            f"{cli} redrive",
+            f"{cli} --json doctor",
+        ],
         "callback_url": names.callback_url,
         "front_url": names.front_url,
         # the stack's names resolve only inside its processes (STACK.md, "Names and trust"): from a
-        # shell, connect the name to its port and trust the stack's CA, e.g. with curl
+        # shell, connect the name to its port and trust the stack's CA, e.g. with curl. An unsigned
+        # callback as CC-FS would post it: the callback answers 401 (signature missing)
         "callback_curl": (
             f"curl --connect-to {stack.api_domain}:443:127.0.0.1:{front_port} "
-            f"--cacert {names.api_ca_file} -X POST {names.callback_url}"
+            f"--cacert {names.api_ca_file} -H 'Content-Type: application/json;charset=UTF-8' -d '{{}}' "
+            f"-X POST {names.callback_url}"
         ),
         "hosts": names.hosts,
         "endpoint_url": names.endpoint_url,
         "ccfs_base_url": names.ccfs_base_url,
         "system_ca_file": names.system_ca_file,
+        "api_ca_file": names.api_ca_file,  # the callback URL's CA (API Gateway's chain, locally)
         "simulator": {
             "base_url": stack.sim.base_url,
             "obs_base_url": stack.sim.obs_base_url,
@@ -132,6 +150,8 @@ def _serve_info(stack: LocalStack) -> dict[str, Any]:
         },
         "logs": str(stack.run_dir / "logs"),
         "schedule": stack.config.schedule,
+        "schedule_name": "PlanningSchedule",  # fired by the stack's schedule worker (STACK.md, step 6)
+        "alarm_topic_arn": "",  # SNS is not modelled locally: alarms go nowhere
         # --endpoint-url as well as AWS_ENDPOINT_URL: AWS CLI v1 ignores the variable.
         "aws_cli": (
             "AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1 "
@@ -151,6 +171,8 @@ def _serve_info(stack: LocalStack) -> dict[str, Any]:
             + "'"
         ),
     }
+    info_file.write_text(json.dumps(info) + "\n", encoding="utf-8")
+    return info
 
 
 def _wait_forever() -> None:
