@@ -159,6 +159,7 @@ class Progress:
             "sha256": outcome.sha256,
             "source": outcome.source,
             "error": outcome.error[:1000] if outcome.error else None,
+            "message": outcome.message if outcome.status == "FAILED" else None,
             "updated_at": utc_now_iso(now),
             "expires_at": int((now + timedelta(days=self.retention_days)).timestamp()),
         }
@@ -201,7 +202,7 @@ class Progress:
                 {
                     "Update": {
                         "Key": recording_key(response_id, outcome.call_id, outcome.stem),
-                        "UpdateExpression": f"SET {assignments} REMOVE #err",
+                        "UpdateExpression": f"SET {assignments} REMOVE #err, message, retry_at",
                         "ConditionExpression": "#a0 = :failed",
                         "ExpressionAttributeNames": {**names, "#err": "error"},
                         "ExpressionAttributeValues": values,
@@ -228,6 +229,19 @@ class Progress:
                 self._set_status(response_id, final, job.job_status)
         logger.info("recording recorded FAILED was copied after all", extra={"response_id": response_id})
         return True
+
+    def fail_again(self, response_id: str, outcome: RecordingOutcome) -> bool:
+        """A recording recorded FAILED failed once more (an operator's retry): the REC item keeps
+        FAILED with the new reason and is no longer a retry in flight. Counters unchanged."""
+        if outcome.status != "FAILED":
+            return False
+        return self._table.update(
+            recording_key(response_id, outcome.call_id, outcome.stem),
+            update="SET #e = :e, updated_at = :now REMOVE retry_at",
+            condition="#s = :failed AND attribute_exists(retry_at)",
+            names={"#e": "error", "#s": "status"},
+            values={":e": (outcome.error or "failed")[:1000], ":now": utc_now_iso(self.clock()), ":failed": "FAILED"},
+        )
 
     def iter_recordings(self, response_id: str) -> Iterator[RecordingItem]:
         """Every REC item of a job, consistent read, page by page."""
