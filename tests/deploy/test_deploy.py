@@ -554,6 +554,10 @@ EXPECTED_GRANTS: dict[str, list[tuple[str, str, str | None]]] = {
         ("s3:GetObject", "ExportBucket/*", None),
         ("s3:AbortMultipartUpload", "ExportBucket/*", None),
         ("s3:DeleteObject", "ExportBucket/_staging/*", None),
+        # the CDR/index objects and manifest of an export a re-export replaced (operator_actions)
+        ("s3:DeleteObject", "ExportBucket/cdr/*", None),
+        ("s3:DeleteObject", "ExportBucket/recording_index/*", None),
+        ("s3:DeleteObject", "ExportBucket/manifests/*", None),
         ("s3:ListBucket", "ExportBucket", None),
         ("dynamodb:GetItem", "JobsTable", None),
         ("dynamodb:PutItem", "JobsTable", None),

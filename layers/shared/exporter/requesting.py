@@ -548,11 +548,12 @@ def handle_backfill(ctx: RequestContext, backfill: Backfill, report: Report) -> 
         if ctx.out_of_time() and index > 0:
             rest = window.begin
             break
-        claim = WindowClaim(backfill.tenant, window, backfill.data_type, backfill.account_id, "backfill")
-        if not ctx.store.claim_backfill_window(claim, now):
-            claim = _claim_existing(ctx, backfill, claim, now, report)
-            if claim is None:
-                continue
+        fresh = WindowClaim(backfill.tenant, window, backfill.data_type, backfill.account_id, "backfill")
+        claim = (
+            fresh if ctx.store.claim_backfill_window(fresh, now) else _claim_existing(ctx, backfill, fresh, now, report)
+        )
+        if claim is None:
+            continue
         outcome = request_claimed_window(ctx, claim, now, report)
         if outcome is RequestOutcome.AUTH:
             raise report.auth_error or CcfsAuthError("queryBillData", "signature rejected")

@@ -82,7 +82,9 @@ class WindowReexports:
             "job_status = :claimed, status_at = :now, claimed_at = :now, lease_until = :until, #src = :source, "
             "data_type = :dt, reexport_token = :token, reexported_at = :now"
         )
-        condition = "attribute_not_exists(job_status) AND (attribute_not_exists(reexport_token) OR reexport_token <> :token)"
+        condition = (
+            "attribute_not_exists(job_status) AND (attribute_not_exists(reexport_token) OR reexport_token <> :token)"
+        )
         if item.response_id:
             values[":rid"] = item.response_id
             sets += ", previous_response_id = :rid"
