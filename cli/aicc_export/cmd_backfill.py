@@ -91,7 +91,7 @@ def send_windows(
 def follow(result: Result, tracker: Tracker, timeout: float, *, show: bool) -> None:
     """``--wait``: the progress bar until every window is done; checks and data for the result."""
     try:
-        finished = tracker.wait(timeout) if show else _quiet_wait(tracker, timeout)
+        finished = tracker.wait(timeout, bar=show)
     except KeyboardInterrupt:
         click.echo(
             "\nstopped waiting: the work goes on in the stack; `aicc-export status` shows where it stands", err=True
@@ -119,21 +119,6 @@ def follow(result: Result, tracker: Tracker, timeout: float, *, show: bool) -> N
             f"  {state.sk}  {state.job_status or state.state:<11} rows {state.cdr_rows:>6}  recordings "
             f"{state.recordings_done}/{state.recordings_total} ({state.recordings_failed} failed)"
         )
-
-
-def _quiet_wait(tracker: Tracker, timeout: float) -> bool:
-    """--json: the same polling without a bar (stderr stays quiet for scripts)."""
-    import threading
-    import time as clock
-
-    deadline = clock.monotonic() + timeout if timeout > 0 else None
-    while True:
-        tracker.poll()
-        if tracker.finished:
-            return True
-        if deadline is not None and clock.monotonic() >= deadline:
-            return False
-        threading.Event().wait(2.0)
 
 
 @click.command("backfill")

@@ -17,15 +17,16 @@ from datetime import UTC, date, datetime
 
 import click
 
-from aicc_export.cmd_backfill import follow, jobs_table, send_windows
+from aicc_export.cmd_backfill import follow, jobs_table, one_tenant, send_windows
 from aicc_export.output import Result, finish
 from aicc_export.stack_info import stack_info
 from aicc_export.target import Target, TargetError
 from aicc_export.tracking import Tracker
 from exporter.jobs.items import Job
 from exporter.jobs.keys import JobStatus
-from exporter.jobs.queries import WindowView, is_final, items_in_state, job, windows
+from exporter.jobs.queries import WindowView, is_job, items_in_state, job, windows
 from exporter.jobs.reexport import ExportState, export_state
+from exporter.jobs.table import JobsTable
 from exporter.messages import RecordingMessage, message_body
 from exporter.operator_actions import retry_failed_recordings
 from exporter.planner import Window
@@ -43,10 +44,10 @@ def _window_arg(value: str) -> Window:
         ) from None
 
 
-def _windows_of_day(table: object, tenant: str, day: date) -> list[WindowView]:
+def _windows_of_day(table: JobsTable, tenant: str, day: date) -> list[WindowView]:
     begin = f"{day.isoformat()} 00:00:00"
     out = []
-    for view in windows(table, tenant, newest_first=False, begin_from=begin):  # type: ignore[arg-type]
+    for view in windows(table, tenant, newest_first=False, begin_from=begin):
         if not view.sk.startswith(day.isoformat()):
             break
         out.append(view)
@@ -66,8 +67,6 @@ def reexport(
     ctx: click.Context, window: str | None, day: str | None, tenant: str | None, wait: bool, timeout: float
 ) -> None:
     """Request exported windows from CC-FS again (safe to repeat; the window's CDR objects are replaced)."""
-    from aicc_export.cmd_backfill import one_tenant
-
     if (window is None) == (day is None):
         raise click.UsageError("give either WINDOW (as `aicc-export status` lists it) or --date YYYY-MM-DD")
     target: Target = ctx.find_root().obj["target"]()
@@ -122,11 +121,11 @@ def reexport(
     finish(ctx, result)
 
 
-def _jobs_to_retry(table: object, tenant: str | None, day: str | None) -> list[Job]:
+def _jobs_to_retry(table: JobsTable, tenant: str | None, day: str | None) -> list[Job]:
     found = []
     for status in (JobStatus.PARTIAL, JobStatus.DOWNLOADING):
-        for raw in items_in_state(table, status):  # type: ignore[arg-type]
-            if raw.get("sk") != "JOB":
+        for raw in items_in_state(table, status):
+            if not is_job(raw):
                 continue
             j = Job.from_item(raw)
             if j.recordings_failed <= 0 or (tenant and j.tenant != tenant):
@@ -202,4 +201,3 @@ def retry_failed(ctx: click.Context, job_id: str | None, tenant: str | None, day
 
 
 commands = [reexport, retry_failed]
-_ = is_final

@@ -9,6 +9,7 @@ message has not been processed yet). Ctrl-C stops the waiting, never the work.
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -129,11 +130,11 @@ class Tracker:
     def finished(self) -> bool:
         return all(sk in self.states and self.states[sk].finished for sk in self.sks)
 
-    def wait(self, timeout: float, *, clock: Callable[[], float] = time.monotonic) -> bool:
-        """Poll until every window is finished or ``timeout`` seconds (0: no limit) passed, showing a
-        progress bar on standard error. True when finished. KeyboardInterrupt propagates."""
+    def wait(self, timeout: float, *, bar: bool = True, clock: Callable[[], float] = time.monotonic) -> bool:
+        """Poll until every window is finished or ``timeout`` seconds (0: no limit) passed, with a
+        progress bar on standard error (``bar``). True when finished. KeyboardInterrupt propagates."""
         deadline = clock() + timeout if timeout > 0 else None
-        stop = _Stop()
+        pause = threading.Event()  # never set: a bounded pause between polls of the condition
 
         def show(_: int | None) -> str | None:
             s = self.summary()
@@ -143,32 +144,19 @@ class Tracker:
             )
 
         with click.progressbar(
-            length=len(self.sks),
-            label="windows",
-            show_pos=True,
-            item_show_func=show,
-            file=sys.stderr,
-        ) as bar:
+            length=len(self.sks), label="windows", show_pos=True, item_show_func=show, file=sys.stderr, hidden=not bar
+        ) as progress:
             done = 0
             while True:
                 self.poll()
                 now_done = self.summary()["windowsDone"]
-                bar.update(now_done - done)
+                progress.update(now_done - done)
                 done = now_done
                 if self.finished:
                     return True
                 if deadline is not None and clock() >= deadline:
                     return False
-                stop.wait(POLL_SECONDS)
-
-
-class _Stop:
-    """A bounded pause between polls of a condition (not a timing assumption)."""
-
-    def wait(self, seconds: float) -> None:
-        import threading
-
-        threading.Event().wait(seconds)
+                pause.wait(POLL_SECONDS)
 
 
 def _size(n: int) -> str:

@@ -16,7 +16,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -25,8 +26,9 @@ from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from exporter import layout
-from exporter.jobs.items import Job, RecordingItem, WindowItem
-from exporter.jobs.keys import REC_PREFIX, JobStatus, job_key, job_pk, recording_sk, utc_now_iso
+from exporter.jobs.items import Job, WindowItem
+from exporter.jobs.keys import JobStatus, job_key, job_pk, recording_sk, utc_now_iso
+from exporter.jobs.queries import failed_recording_items
 from exporter.jobs.table import JobsTable
 from exporter.messages import RecordingMessage, validation_reason
 
@@ -60,17 +62,6 @@ class RetryReport:
         }
 
 
-def failed_recordings(table: JobsTable, response_id: str) -> Iterable[tuple[str, RecordingItem]]:
-    """``(sk, item)`` of every FAILED REC item of a job."""
-    for item in table.query_items(
-        KeyConditionExpression="pk = :pk AND begins_with(sk, :rec)",
-        ExpressionAttributeValues={":pk": job_pk(response_id), ":rec": REC_PREFIX},
-        ConsistentRead=True,
-    ):
-        if item.get("status") == "FAILED":
-            yield str(item["sk"]), RecordingItem.from_item(item)
-
-
 def _fresh(body: str) -> RecordingMessage:
     """The stored body with its late-recording state reset: a new grace period from now."""
     message = RecordingMessage.model_validate_json(body)
@@ -93,7 +84,7 @@ def retry_failed_recordings(
             f"job is {report.job_status}: only PARTIAL or DOWNLOADING jobs retry recordings (re-export its window)"
         )
         return report
-    for sk, rec in failed_recordings(table, response_id):
+    for sk, rec in failed_recording_items(table, response_id):
         name = f"{rec.call_id}/{rec.file_name}"
         if rec.retry_at:
             report.in_flight.append(name)
@@ -126,8 +117,6 @@ def retry_failed_recordings(
 
 def _manifest_keys(s3: Any, bucket: str, response_id: str) -> list[str] | None:
     """The CDR and index keys a job's manifest lists, and the manifest's own; None without one."""
-    import json
-
     key = layout.manifest_key(response_id)
     try:
         body = s3.get_object(Bucket=bucket, Key=key)["Body"]

@@ -19,6 +19,7 @@ from exporter.jobs.table import JobsTable
 
 __all__ = [
     "WindowView",
+    "failed_recording_items",
     "failed_recordings",
     "is_final",
     "is_job",
@@ -117,15 +118,21 @@ def is_final(job_: Job | None) -> bool:
     return job_ is not None and job_.job_status in FINAL_JOB_STATES
 
 
-def failed_recordings(table: JobsTable, response_id: str) -> Iterator[RecordingItem]:
-    """The FAILED REC items of a job (with their reasons; ``retry_at``: a retry in flight)."""
+def failed_recording_items(table: JobsTable, response_id: str) -> Iterator[tuple[str, RecordingItem]]:
+    """``(sk, item)`` of every FAILED REC item of a job, consistent read."""
     for raw in table.query_items(
         KeyConditionExpression="pk = :pk AND begins_with(sk, :rec)",
         ExpressionAttributeValues={":pk": job_pk(response_id), ":rec": REC_PREFIX},
         ConsistentRead=True,
     ):
         if raw.get("status") == "FAILED":
-            yield RecordingItem.from_item(raw)
+            yield str(raw["sk"]), RecordingItem.from_item(raw)
+
+
+def failed_recordings(table: JobsTable, response_id: str) -> Iterator[RecordingItem]:
+    """The FAILED REC items of a job (with their reasons; ``retry_at``: a retry in flight)."""
+    for _sk, item in failed_recording_items(table, response_id):
+        yield item
 
 
 def recording_bytes(table: JobsTable, response_id: str) -> int:
