@@ -18,7 +18,9 @@ from aicc_export.output import Result, finish
 from aicc_export.stack_info import StackInfo, stack_info
 from aicc_export.target import Target, TargetError
 from aicc_export.tracking import Tracker
-from exporter.jobs.queries import is_final, job, window_views
+from exporter.jobs.keys import JobStatus
+from exporter.jobs.queries import job, window_views
+from exporter.jobs.reexport import ExportState, export_state
 from exporter.jobs.table import JobsTable
 from exporter.messages import BackfillMessage, message_body
 from exporter.planner import Window, settled_local, split_range
@@ -143,8 +145,8 @@ def command(ctx: click.Context, first: str, last: str, tenant: str | None, wait:
         sk
         for sk, view in existing.items()
         if view is not None
-        and view.item.job_status is None
-        and ((view.item.no_data and not view.item.response_id) or is_final(job(table, view.item.response_id or "")))
+        and export_state(view.item, job(table, view.item.response_id) if view.item.response_id else None)
+        is ExportState.EXPORTED
     ]
     sent = send_windows(target, info, chosen, windows)
     result = Result("backfill", data={"tenant": chosen, "from": str(begin), "to": str(end), "sent": sent})
@@ -161,8 +163,12 @@ def command(ctx: click.Context, first: str, last: str, tenant: str | None, wait:
         result.lines.append(f"  {entry['window']}{mark}")
     result.check("windows sent", bool(sent), f"{len(sent)} message(s)")
     if wait:
-        fresh = [w.sk for w in windows]
-        tracker = Tracker(table, chosen, fresh)
+        failed_before = {
+            sk: view.item.status_at
+            for sk, view in existing.items()
+            if view is not None and view.item.job_status is JobStatus.FAILED
+        }
+        tracker = Tracker(table, chosen, [w.sk for w in windows], failed_before=failed_before)
         follow(result, tracker, timeout, show=not ctx.find_root().obj.get("json"))
     else:
         result.lines.append("follow it with `aicc-export status` (or run with --wait)")

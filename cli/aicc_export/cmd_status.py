@@ -2,16 +2,18 @@
 an operator.
 
 Per tenant: the schedule's cursor; freshness (the age of the newest complete window: COMPLETED, or
-CC-FS had no data); jobs by state over the last ``--days`` (those still running whatever their
-age); FAILED windows and jobs; failed recordings with their reasons (and retries in flight);
-re-exports in flight. For the stack: every queue's depth (and, on AWS, the age of its oldest message
-from CloudWatch), the dead-letter queues, and the backfills request_export refused with their
-reasons. Exits 1 when something needs attention, and says what to do.
+CC-FS had no data); jobs by state (those that ended COMPLETED/SUPERSEDED/UNSOLICITED over the last
+``--days``; running, PARTIAL and FAILED ones whatever their age, until retried or re-exported);
+FAILED windows and jobs; failed recordings with their reasons (and retries in flight); re-exports in
+flight. For the stack: every queue's depth (and, on AWS, the age of its oldest message from
+CloudWatch), the dead-letter queues, and the backfills request_export refused with their reasons.
+Exits 1 when something needs attention, and says what to do.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,11 +27,12 @@ from aicc_export.target import Target
 from exporter.backfill_refusals import REASON_ATTRIBUTE, REFUSED_AT_ATTRIBUTE
 from exporter.jobs.items import Job
 from exporter.jobs.keys import JobStatus, cursor_key
-from exporter.jobs.queries import failed_recordings, is_final, is_job, items_in_state, job, windows
+from exporter.jobs.queries import failed_recordings, is_job, items_in_state, job, windows
+from exporter.jobs.reexport import REEXPORT_SOURCE
 from exporter.jobs.table import JobsTable
 from exporter.planner import Window
 
-__all__ = ["command"]
+__all__ = ["TenantStates", "command", "tenant_states"]
 
 FRESHNESS_SCAN = 500
 """Windows read, newest first, to find the newest complete one (a tenant further behind shows none)."""
@@ -51,66 +54,75 @@ def _window_end_utc(info: StackInfo, tenant: str, window: Window) -> datetime:
     return (window.end + timedelta(seconds=1)).replace(tzinfo=info.zones[tenant]).astimezone(UTC)
 
 
-def _tenant(table: JobsTable, info: StackInfo, tenant: str, now: datetime, since: datetime) -> dict[str, Any]:
-    cursor = table.get(cursor_key(tenant))
-    out: dict[str, Any] = {
-        "tenant": tenant,
-        "zone": info.zones[tenant].key,
-        "cursor": cursor.get("next_begin") if cursor else None,
-    }
-    newest: dict[str, Any] | None = None
-    reexports: list[dict[str, Any]] = []
+def _freshness(table: JobsTable, info: StackInfo, tenant: str, now: datetime) -> dict[str, Any] | None:
+    """The newest complete window (COMPLETED, or no data), newest first, at most FRESHNESS_SCAN read."""
     for view in windows(table, tenant, limit=FRESHNESS_SCAN):
         item = view.item
-        current = job(table, item.response_id) if item.response_id and item.job_status is None else None
-        complete = item.job_status is None and (
-            (item.no_data and not item.response_id)
-            or (current is not None and current.job_status is JobStatus.COMPLETED)
-        )
-        if newest is None and complete:
-            end = _window_end_utc(info, tenant, item.claim.window)
-            newest = {
-                "window": view.sk,
-                "ageSeconds": int((now - end).total_seconds()),
-                "age": _age((now - end).total_seconds()),
-            }
-        if view.reexport_token and not (item.job_status is None and (is_final(current) or item.no_data)):
-            reexports.append({"window": view.sk, "since": view.reexported_at, "responseId": item.response_id})
-    out["freshness"] = newest
-    out["reexportsInFlight"] = reexports
-    return out
+        if item.job_status is not None:
+            continue
+        current = job(table, item.response_id) if item.response_id else None
+        if (item.no_data and not item.response_id) or (current and current.job_status is JobStatus.COMPLETED):
+            age = (now - _window_end_utc(info, tenant, item.claim.window)).total_seconds()
+            return {"window": view.sk, "ageSeconds": int(age), "age": _age(age)}
+    return None
 
 
-def _states(
-    table: JobsTable, since: datetime
-) -> tuple[dict[str, Counter[str]], dict[str, list[dict[str, Any]]], dict[str, list[Job]]]:
-    """Per tenant: jobs by state; FAILED/CLAIMED windows; jobs with failed recordings."""
-    counts: dict[str, Counter[str]] = {}
-    windows_of: dict[str, list[dict[str, Any]]] = {}
-    with_failures: dict[str, list[Job]] = {}
+@dataclass
+class TenantStates:
+    """What the ``by-status`` index says about one tenant."""
+
+    jobs: Counter[str] = field(default_factory=Counter)
+    problems: list[dict[str, Any]] = field(default_factory=list)
+    """FAILED/CLAIMED windows and FAILED jobs that still are their window's export."""
+    with_failures: list[Job] = field(default_factory=list)
+    reexports: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _current(table: JobsTable, j: Job) -> tuple[bool, dict[str, Any] | None]:
+    """Whether ``j`` is still its window's export (not replaced by a re-export or a new claim), and the window."""
+    if not j.window_pk or not j.window_sk:
+        return True, None
+    window = table.get({"pk": j.window_pk, "sk": j.window_sk})
+    return (window is None or window.get("response_id") == j.response_id), window
+
+
+UNFIXED = (JobStatus.PARTIAL, JobStatus.FAILED)
+"""Listed whatever their age until fixed (retried, re-exported): each is data missing from S3."""
+
+
+def tenant_states(table: JobsTable, since: datetime) -> dict[str, TenantStates]:
+    """Per tenant: jobs by state (running, PARTIAL and FAILED whatever their age, the others since
+    ``since``), problems, jobs with failed recordings, re-exports in flight. A PARTIAL or FAILED job
+    that is no longer its window's export (re-exported since) is left out."""
+    out: dict[str, TenantStates] = {}
     for status in (*RUNNING, *ENDED, JobStatus.CLAIMED):
-        for raw in items_in_state(
-            table, status, since=None if status in RUNNING or status is JobStatus.CLAIMED else since
-        ):
-            tenant = str(raw.get("tenant") or "?")
-            if not is_job(raw):
-                windows_of.setdefault(tenant, []).append(
-                    {
-                        "window": raw.get("sk"),
-                        "status": status.value,
-                        "error": raw.get("error") or raw.get("last_error"),
-                    }
-                )
+        always = status in RUNNING or status in UNFIXED or status is JobStatus.CLAIMED
+        for raw in items_in_state(table, status, since=None if always else since):
+            t = out.setdefault(str(raw.get("tenant") or "?"), TenantStates())
+            if not is_job(raw):  # a window item: CLAIMED (being requested) or FAILED
+                if raw.get("source") == REEXPORT_SOURCE and status is JobStatus.CLAIMED:
+                    t.reexports.append({"window": raw.get("sk"), "since": raw.get("reexported_at"), "state": "CLAIMED"})
+                else:
+                    error = raw.get("error") or raw.get("last_error")
+                    t.problems.append({"window": raw.get("sk"), "status": f"window {status.value}", "error": error})
                 continue
-            counts.setdefault(tenant, Counter())[status.value] += 1
             j = Job.from_item(raw)
-            if j.recordings_failed > 0 and status in (JobStatus.PARTIAL, JobStatus.DOWNLOADING):
-                with_failures.setdefault(tenant, []).append(j)
+            if status in RUNNING or status in UNFIXED:
+                current, window = _current(table, j)
+                if not current:
+                    continue  # replaced by a re-export (or a new claim of its window)
+                if status in RUNNING and window is not None and window.get("source") == REEXPORT_SOURCE:
+                    t.reexports.append(
+                        {"window": j.window_sk, "since": window.get("reexported_at"), "state": status.value}
+                    )
+            t.jobs[status.value] += 1
             if status is JobStatus.FAILED:
-                windows_of.setdefault(tenant, []).append(
-                    {"window": j.window_sk, "status": "JOB FAILED", "responseId": j.response_id, "error": j.error}
+                t.problems.append(
+                    {"window": j.window_sk, "status": "job FAILED", "responseId": j.response_id, "error": j.error}
                 )
-    return counts, windows_of, with_failures
+            elif j.recordings_failed > 0 and status in (JobStatus.PARTIAL, JobStatus.DOWNLOADING):
+                t.with_failures.append(j)
+    return out
 
 
 def _queue_ages(target: Target, names: list[str]) -> dict[str, float | None]:
@@ -178,7 +190,9 @@ def _queues(target: Target) -> tuple[dict[str, dict[str, Any]], list[dict[str, s
 
 @click.command("status")
 @click.option("--tenant", default=None, help="only this tenant (accountId)")
-@click.option("--days", default=7, show_default=True, help="jobs that ended in the last N days (running ones always)")
+@click.option(
+    "--days", default=7, show_default=True, help="jobs that ended in the last N days (running, PARTIAL, FAILED: always)"
+)
 @click.pass_context
 def command(ctx: click.Context, tenant: str | None, days: int) -> None:
     """Cursor, freshness, jobs, failures, re-exports and queues, per tenant; exit 1 when something needs you."""
@@ -190,17 +204,25 @@ def command(ctx: click.Context, tenant: str | None, days: int) -> None:
     table = jobs_table(target)
     now = datetime.now(UTC)
     since = now - timedelta(days=days)
-    counts, problem_windows, with_failures = _states(table, since)
+    states = tenant_states(table, since)
     result = Result("status", data={"tenants": []})
     for note in info.notes:
         result.lines.append(f"note: {note}")
     failed_total = in_flight_total = 0
     for t in chosen:
-        summary = _tenant(table, info, t, now, since)
-        summary["jobs"] = dict(sorted(counts.get(t, Counter()).items()))
-        summary["problemWindows"] = problem_windows.get(t, [])
+        mine = states.get(t, TenantStates())
+        cursor = table.get(cursor_key(t))
+        summary: dict[str, Any] = {
+            "tenant": t,
+            "zone": info.zones[t].key,
+            "cursor": cursor.get("next_begin") if cursor else None,
+            "freshness": _freshness(table, info, t, now),
+            "jobs": dict(sorted(mine.jobs.items())),
+            "problemWindows": mine.problems,
+            "reexportsInFlight": mine.reexports,
+        }
         failed: list[dict[str, Any]] = []
-        for j in with_failures.get(t, []):
+        for j in mine.with_failures:
             for rec in failed_recordings(table, j.response_id):
                 failed.append(
                     {
@@ -248,7 +270,7 @@ def command(ctx: click.Context, tenant: str | None, days: int) -> None:
         )
     for r in refused:
         result.lines.append(f"  refused backfill {r['messageId']} at {r['refusedAt']}: {r['reason']}")
-    failed_windows = [w for t in chosen for w in problem_windows.get(t, []) if "FAILED" in str(w["status"])]
+    failed_windows = [w for t in chosen for w in states.get(t, TenantStates()).problems if "FAILED" in str(w["status"])]
     result.check(
         "no failed recordings",
         failed_total == 0,

@@ -64,6 +64,9 @@ class Tracker:
     tenant: str
     sks: list[str]
     token: str | None = None
+    failed_before: dict[str, str | None] = field(default_factory=dict)
+    """Windows FAILED before the messages were sent (sk -> their ``status_at``): a backfill claims
+    them again, so until their status changes they are still queued, not failed."""
     states: dict[str, WindowState] = field(default_factory=dict)
     _final_bytes: dict[str, int] = field(default_factory=dict)
 
@@ -76,6 +79,8 @@ class Tracker:
             out.state = "requesting"
             return out
         if item.job_status is JobStatus.FAILED:
+            if sk in self.failed_before and self.failed_before[sk] == item.status_at:
+                return out  # not claimed again yet
             out.state, out.error = "failed", item.error
             return out
         if not item.response_id:

@@ -382,3 +382,25 @@ def test_the_copier_keeps_a_failed_recordings_message_and_the_reason_of_a_failed
     rec = table.get(recording_key("r1", "c4", "c4"))
     assert rec is not None and rec["error"] == "refused again" and "retry_at" not in rec and rec["retries"] == 1
     assert [p.name for p in tally.take()].count("RecordingsFailed") == 1  # the retry's failure is not counted twice
+
+
+def test_status_leaves_out_an_export_a_reexport_replaced_and_shows_the_reexport_in_flight(h: Harness) -> None:
+    from aicc_export.cmd_status import tenant_states
+
+    h.send()
+    old = h.window()["response_id"]
+    h.finish_job(old, JobStatus.PARTIAL)
+    assert h.table.update(
+        job_key(old), update="SET recordings_failed = :n", condition="attribute_exists(pk)", values={":n": 2}
+    )
+    before = tenant_states(h.table, NOW - timedelta(days=7))["acct001"]
+    assert before.jobs == {"PARTIAL": 1} and [j.response_id for j in before.with_failures] == [old]
+    assert before.reexports == [] and before.problems == []
+    h.send(reexport="t1")
+    new = h.window()["response_id"]
+    after = tenant_states(h.table, NOW - timedelta(days=7))["acct001"]
+    assert after.jobs == {"REQUESTED": 1} and after.with_failures == []  # the replaced PARTIAL job is not a gap
+    assert after.reexports == [{"window": WINDOW, "since": "2026-11-22T03:00:00Z", "state": "REQUESTED"}]
+    h.finish_job(new, JobStatus.FAILED)
+    failed = tenant_states(h.table, NOW - timedelta(days=7))["acct001"]
+    assert failed.problems == [{"window": WINDOW, "status": "job FAILED", "responseId": new, "error": None}]
