@@ -189,6 +189,7 @@ def app_env(names: AwsNames, **overrides: str) -> dict[str, str]:
         "BILL_QUEUE_URL": names.bill_queue_url,
         "RECORDING_QUEUE_URL": names.recording_queue_url,
         "RECORDING_DLQ_URL": names.recording_dlq_url,
+        "REQUEST_DLQ_URL": names.request_dlq_url,
         "WINDOW_MINUTES": "60",
         "SETTLE_MINUTES": "30",
         "CALLBACK_TIMEOUT_MINUTES": "120",

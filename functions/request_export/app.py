@@ -6,8 +6,8 @@ Two event kinds reach this function:
   Scheduler, whose target input is whatever the schedule sets; an empty ``{}`` is accepted too):
   every tenant's due windows are claimed and requested, then the reconciler runs;
 - an SQS batch from RequestQueue: backfill messages ``{accountId?, beginTime, endTime, dataType?}``,
-  processed with partial batch responses (``ReportBatchItemFailures``). A malformed message fails
-  its record on purpose: SQS moves it to the DLQ after ``maxReceiveCount`` and the DLQ alarm fires.
+  processed with partial batch responses (``ReportBatchItemFailures``). A message that can never be
+  processed is refused at once: moved to the RequestDLQ with the reason (``BackfillRefused``, alarmed).
 
 The domain lives in ``exporter.requesting``; this module parses, wires adapters and reports.
 """
@@ -24,9 +24,12 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from exporter import ccfs_factory
-from exporter.aws import logger, metrics
+from exporter.aws import client, logger, metrics
+from exporter.backfill_refusals import RefusedBackfills
 from exporter.config import Settings, get_settings
+from exporter.jobs.reexport import WindowReexports
 from exporter.jobs.store import JobStore
+from exporter.jobs.table import JobsTable
 from exporter.messages import is_schedule_event, is_sqs_batch
 from exporter.queues import QueueSender
 from exporter.requesting import Report, RequestContext, handle_backfill_message, run_tick
@@ -72,6 +75,10 @@ def build_context(settings: Settings, lambda_context: LambdaContext) -> RequestC
         send_bill=QueueSender(settings.bill_queue_url, "BILL_QUEUE_URL").send,
         time_left_ms=lambda_context.get_remaining_time_in_millis,
         zone=lambda tenant: ccfs_factory.tenant_zone(settings, tenant),
+        refuse_backfill=lambda body, reason, mid: RefusedBackfills(settings.request_dlq_url).send(
+            body, reason, mid, utc_now()
+        ),
+        reexports=WindowReexports(JobsTable(client("dynamodb"), settings.jobs_table)),
     )
 
 

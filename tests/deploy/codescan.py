@@ -47,6 +47,7 @@ BOTO3_ACTIONS: dict[str, tuple[str, ...]] = {
     "put_object": ("s3:PutObject",),
     "head_object": ("s3:GetObject", "s3:ListBucket"),
     "delete_object": ("s3:DeleteObject",),
+    "delete_objects": ("s3:DeleteObject",),
     "upload_file": ("s3:PutObject", "s3:AbortMultipartUpload"),
     "upload_fileobj": ("s3:PutObject", "s3:AbortMultipartUpload"),
     "copy": ("s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"),

@@ -484,6 +484,7 @@ OPTIONAL_ENV = {
 # Settings read by every function through exporter.config, used by one function only.
 ONLY_FOR = {
     "CALLBACK_URL": "RequestExportFunction",
+    "REQUEST_DLQ_URL": "RequestExportFunction",
     "RECORDING_DLQ_URL": "DownloadFunction",
     "RECORDING_GRACE_HOURS": "DownloadFunction",
     "RECORDING_CA_BUNDLE_PARAM": "DownloadFunction",
@@ -533,6 +534,7 @@ EXPECTED_GRANTS: dict[str, list[tuple[str, str, str | None]]] = {
         ("dynamodb:Query", "JobsTable/index/by-status", None),
         ("sqs:SendMessage", "RequestQueue", None),
         ("sqs:SendMessage", "BillQueue", None),
+        ("sqs:SendMessage", "RequestDLQ", None),  # a refused backfill message, with the reason
         # Lambda's on-failure destination for a failed tick (not a call of the code)
         ("sqs:SendMessage", "ScheduleDLQ", None),
         *_SECRET,
@@ -552,6 +554,10 @@ EXPECTED_GRANTS: dict[str, list[tuple[str, str, str | None]]] = {
         ("s3:GetObject", "ExportBucket/*", None),
         ("s3:AbortMultipartUpload", "ExportBucket/*", None),
         ("s3:DeleteObject", "ExportBucket/_staging/*", None),
+        # the CDR/index objects and manifest of an export a re-export replaced (operator_actions)
+        ("s3:DeleteObject", "ExportBucket/cdr/*", None),
+        ("s3:DeleteObject", "ExportBucket/recording_index/*", None),
+        ("s3:DeleteObject", "ExportBucket/manifests/*", None),
         ("s3:ListBucket", "ExportBucket", None),
         ("dynamodb:GetItem", "JobsTable", None),
         ("dynamodb:PutItem", "JobsTable", None),

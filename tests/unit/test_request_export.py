@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import boto3
 import botocore.loaders
 import botocore.session
 import pytest
@@ -728,26 +729,35 @@ def test_long_backfill_fans_out_one_continuation_message(
         ),
     ],
 )
-def test_malformed_backfill_is_a_batch_item_failure_and_writes_nothing(
-    handler: Any, jobs_table: FakeJobsTable, ccfs: FakeCcfs, lambda_context: Any, capsys: Any, body: str, reason: str
+def test_malformed_backfill_is_refused_at_once_to_the_dlq_with_the_reason_and_writes_nothing(
+    moto_handler: Any, ccfs: FakeCcfs, lambda_context: Any, capsys: Any, aws: Any, clock: Clock, body: str, reason: str
 ) -> None:
     settings = Settings.from_env()
     with pytest.raises(InvalidBackfill, match=reason):
         parse_backfill(body, settings)
     event = sqs_event(body)
-    response = handler.lambda_handler(event, lambda_context)
-    assert response == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
+    response = moto_handler.lambda_handler(event, lambda_context)
+    assert response == {"batchItemFailures": []}  # consumed: never retried into the DLQ for hours
     assert ccfs.query_calls == []
-    assert table_items(jobs_table) == []
-    assert emitted_metrics(capsys.readouterr().out) == {"JobsRequested": 0, "BackfillRejected": 1}
+    assert table_items(settings) == []
+    assert emitted_metrics(capsys.readouterr().out) == {"JobsRequested": 0, "BackfillRefused": 1}
+    moved = boto3.client("sqs").receive_message(
+        QueueUrl=aws.request_dlq_url, MessageAttributeNames=["All"], MaxNumberOfMessages=10
+    )["Messages"]
+    assert [m["Body"] for m in moved] == [body]
+    attributes = {k: v["StringValue"] for k, v in moved[0]["MessageAttributes"].items()}
+    assert reason in attributes["refusedReason"]
+    assert attributes["sourceMessageId"] == event["Records"][0]["messageId"]
+    assert attributes["refusedAt"] == utc_now_iso(clock())
 
 
 def test_a_bad_message_does_not_stop_the_good_one_in_the_batch(
-    handler: Any, jobs_table: FakeJobsTable, ccfs: FakeCcfs, lambda_context: Any
+    moto_handler: Any, ccfs: FakeCcfs, lambda_context: Any
 ) -> None:
+    # on moto: the bad one is moved to the RequestDLQ on the wire
     event = sqs_event("{}", BACKFILL_4_DAYS)
-    response = handler.lambda_handler(event, lambda_context)
-    assert response == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
+    response = moto_handler.lambda_handler(event, lambda_context)
+    assert response == {"batchItemFailures": []}
     assert len(ccfs.query_calls) == 2
 
 

@@ -66,6 +66,7 @@ _ENV = {
     "BILL_QUEUE_URL": "bill_queue_url",
     "RECORDING_QUEUE_URL": "recording_queue_url",
     "RECORDING_DLQ_URL": "recording_dlq_url",
+    "REQUEST_DLQ_URL": "request_dlq_url",
     "WINDOW_MINUTES": "window_minutes",
     "SETTLE_MINUTES": "settle_minutes",
     "CALLBACK_TIMEOUT_MINUTES": "callback_timeout_minutes",
@@ -104,6 +105,8 @@ class Settings(BaseModel):
     bill_queue_url: str = ""
     recording_queue_url: str = ""
     recording_dlq_url: str = ""
+    request_dlq_url: str = ""
+    """request_export only: where a backfill message it refuses goes at once, with the reason."""
     window_minutes: int = Field(default=60, ge=5, le=4320)
     settle_minutes: int = Field(default=30, ge=0)
     callback_timeout_minutes: int = Field(default=120, ge=1)

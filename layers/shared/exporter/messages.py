@@ -74,7 +74,14 @@ def _empty_to_none(value: Any) -> Any:
 
 
 class BackfillMessage(BaseModel):
-    """RequestQueue body: ``{"accountId"?, "beginTime", "endTime", "dataType"?}``, tenant-local times."""
+    """RequestQueue body: ``{"accountId"?, "beginTime", "endTime", "dataType"?, "reexport"?}``,
+    tenant-local times.
+
+    ``reexport``: an operator's token (``aicc-export reexport`` sends a fresh one): the range's windows
+    are requested from CC-FS again even when they were exported already (a window whose export is still
+    running is left alone, said so in the log). The same token twice re-exports a window once, so a
+    redelivered message changes nothing. Without it a window that exists is skipped (logged, counted).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -85,6 +92,9 @@ class BackfillMessage(BaseModel):
     beginTime: str
     endTime: str
     dataType: Literal["call", "record", "call_record"] = "call_record"
+    reexport: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")] | None = (
+        None
+    )
 
     @model_validator(mode="after")
     def _times(self) -> BackfillMessage:

@@ -53,7 +53,7 @@ from ccfs.models import parse_time
 from exporter.aws import logger
 from exporter.jobs.items import RecordingOutcome
 from exporter.jobs.progress import JOB_METRICS, Progress
-from exporter.messages import RecordingMessage
+from exporter.messages import RecordingMessage, message_body
 from exporter.recording_errors import PermanentRecordingError, RecordingNotYetAvailable, TransientRecordingError
 from exporter.recording_store import Published, RecordingStore
 from exporter.recording_urls import check_recording_url, host_allowed, pick_message_url, pick_url, unidentifiable
@@ -342,9 +342,13 @@ class RecordingOutcomes:
             "recording failed",
             extra={"response_id": message.responseId, "call_id": message.callId, "reason": reason},
         )
-        outcome = RecordingOutcome(message.callId, message.stem, message.fileName, "FAILED", error=reason)
+        outcome = RecordingOutcome(
+            message.callId, message.stem, message.fileName, "FAILED", error=reason, message=message_body(message)
+        )
         if self.progress.record_recording(message.responseId, outcome):
             self.tally.add("RecordingsFailed")
+        else:
+            self.progress.fail_again(message.responseId, outcome)  # an operator's retry failed too
         _complete(self.progress, message.responseId, self.tally)
 
 

@@ -40,6 +40,7 @@ from exporter.callbacks import BillSender, promote_early_callback
 from exporter.config import ALL_ACCOUNTS, ConfigError, Settings
 from exporter.jobs.items import Job, NewJob, WindowClaim, WindowItem
 from exporter.jobs.keys import JobStatus, tenant_of_window
+from exporter.jobs.reexport import REEXPORT_SOURCE, ExportState, WindowReexports, export_state
 from exporter.jobs.store import JobStore, RecordResult
 from exporter.messages import BackfillMessage, validation_reason
 from exporter.planner import Window, initial_cursor, next_grid_start, plan_windows, settled_local, split_range
@@ -105,6 +106,13 @@ class RequestContext:
     time_left_ms: Callable[[], int] = lambda: 900_000
     zone: Callable[[str], ZoneInfo] | None = None
     """The tenant's time zone (its windows are planned in it); None: every tenant in TENANT_TIMEZONE."""
+    refuse_backfill: Callable[[str, str, str], None] | None = None
+    """Moves a RequestQueue body that can never be processed to the RequestDLQ with the reason
+    (body, reason, message id; ``exporter.backfill_refusals``). None: the record fails instead and
+    SQS moves it there after ``maxReceiveCount`` deliveries."""
+    reexports: WindowReexports | None = None
+    """Re-claims an exported window for a re-export (``exporter.jobs.reexport``); None: re-export
+    messages fail (a configuration error)."""
 
     def zone_of(self, tenant: str) -> ZoneInfo:
         return self.settings.zone if self.zone is None else self.zone(tenant)
@@ -124,7 +132,12 @@ class Report:
     no_data: int = 0
     skipped: int = 0
     lost_races: int = 0
-    backfill_rejected: int = 0
+    backfill_refused: int = 0
+    already_exported: int = 0
+    """Backfill windows skipped because they were exported already (no re-export token)."""
+    reexported: int = 0
+    reexport_busy: int = 0
+    """Re-exports not started: the window's export was still running."""
     continuations: int = 0
     ccfs_paused: bool = False
     """A transient CC-FS error happened: make no further CC-FS calls in this invocation."""
@@ -138,7 +151,10 @@ class Report:
         ("re_requested", "JobsReRequested"),
         ("failed", "JobsFailed"),
         ("ccfs_errors", "CcfsErrors"),
-        ("backfill_rejected", "BackfillRejected"),
+        ("backfill_refused", "BackfillRefused"),  # alarmed
+        ("already_exported", "BackfillWindowsAlreadyExported"),
+        ("reexported", "WindowsReexported"),
+        ("reexport_busy", "ReexportsNotStarted"),
     )
 
     def metrics(self) -> dict[str, int]:
@@ -445,6 +461,8 @@ class Backfill:
     data_type: str
     message_account_id: str | None
     """The accountId as the message gave it (kept for the continuation message)."""
+    reexport: str | None = None
+    """The re-export token (``BackfillMessage.reexport``): exported windows are requested again."""
 
     def continuation(self, begin: datetime) -> BackfillMessage:
         """The RequestQueue message for the rest of the range, from ``begin``."""
@@ -454,6 +472,7 @@ class Backfill:
                 "beginTime": begin.strftime(TIME_FORMAT),
                 "endTime": self.end.strftime(TIME_FORMAT),
                 "dataType": self.data_type,
+                "reexport": self.reexport,
             }
         )
 
@@ -490,22 +509,31 @@ def parse_backfill(body: str, settings: Settings) -> Backfill:
         end=parse_time(message.endTime),
         data_type=message.dataType,
         message_account_id=message.accountId,
+        reexport=message.reexport,
     )
 
 
 def handle_backfill_message(ctx: RequestContext, body: str, report: Report, *, message_id: str) -> None:
     """One RequestQueue message: parsed (:func:`parse_backfill`), then :func:`handle_backfill`. An
-    invalid one is counted and logged with the reason, then raised: its record fails on purpose, SQS
-    moves it to the DLQ after ``maxReceiveCount`` and the DLQ alarm fires."""
+    invalid one is refused at once: counted (``BackfillRefused``, alarmed), logged with the reason and
+    moved to the RequestDLQ with the reason on it (``ctx.refuse_backfill``); nothing else changes.
+    Without a refusal queue its record fails on purpose (SQS moves it there after ``maxReceiveCount``)."""
     try:
         backfill = parse_backfill(body, ctx.settings)
     except InvalidBackfill as exc:
-        report.backfill_rejected += 1
+        report.backfill_refused += 1
+        if ctx.refuse_backfill is None:
+            logger.error(
+                "backfill message refused; it will be retried until it reaches the DLQ",
+                extra={"messageId": message_id, "reason": str(exc)},
+            )
+            raise
+        ctx.refuse_backfill(body, str(exc), message_id)
         logger.error(
-            "backfill message rejected; it will be retried until it reaches the DLQ",
+            "backfill message refused: moved to the RequestDLQ with the reason (fix it and send it again)",
             extra={"messageId": message_id, "reason": str(exc)},
         )
-        raise
+        return
     handle_backfill(ctx, backfill, report)
 
 
@@ -520,9 +548,11 @@ def handle_backfill(ctx: RequestContext, backfill: Backfill, report: Report) -> 
         if ctx.out_of_time() and index > 0:
             rest = window.begin
             break
-        claim = WindowClaim(backfill.tenant, window, backfill.data_type, backfill.account_id, "backfill")
-        if not ctx.store.claim_backfill_window(claim, now):
-            report.skipped += 1
+        fresh = WindowClaim(backfill.tenant, window, backfill.data_type, backfill.account_id, "backfill")
+        claim = (
+            fresh if ctx.store.claim_backfill_window(fresh, now) else _claim_existing(ctx, backfill, fresh, now, report)
+        )
+        if claim is None:
             continue
         outcome = request_claimed_window(ctx, claim, now, report)
         if outcome is RequestOutcome.AUTH:
@@ -536,3 +566,45 @@ def handle_backfill(ctx: RequestContext, backfill: Backfill, report: Report) -> 
             "backfill continues in a new message",
             extra={"tenant": backfill.tenant, "from": rest.strftime(TIME_FORMAT)},
         )
+
+
+def _claim_existing(
+    ctx: RequestContext, backfill: Backfill, claim: WindowClaim, now: datetime, report: Report
+) -> WindowClaim | None:
+    """A backfill window that exists already: skipped, and said so (``BackfillWindowsAlreadyExported``
+    when its export ended); with a re-export token, an ended export is claimed again and returned
+    (``WindowsReexported``) to be requested like a new one."""
+    item = ctx.store.get_window(claim.tenant, claim.window)
+    job = ctx.store.get_job(item.response_id) if item is not None and item.response_id else None
+    state = export_state(item, job)
+    where = {
+        "tenant": claim.tenant,
+        "window": _describe(claim.window),
+        "responseId": item.response_id if item else None,
+        "jobStatus": (job.job_status if job else None) or (item.job_status if item else None),
+    }
+    if backfill.reexport is None or state is ExportState.GONE or item is None:
+        report.skipped += 1
+        if state is ExportState.EXPORTED:
+            report.already_exported += 1
+            logger.warning(
+                "backfill window exported already: nothing requested (`aicc-export reexport` requests it again)",
+                extra=where,
+            )
+        else:
+            logger.info("backfill window claimed already (its export is running): skipped", extra=where)
+        return None
+    if state is ExportState.IN_PROGRESS:
+        report.reexport_busy += 1
+        logger.warning("re-export not started: the window's export is still running; send it again later", extra=where)
+        return None
+    if ctx.reexports is None:
+        raise ConfigError("re-export messages need the re-export store (RequestContext.reexports)")
+    again = WindowClaim(claim.tenant, claim.window, backfill.data_type, claim.account_id, REEXPORT_SOURCE)
+    if not ctx.reexports.reclaim(again, item, backfill.reexport, now):
+        report.skipped += 1
+        logger.info("re-export done already for this token, or the window moved: skipped", extra=where)
+        return None
+    report.reexported += 1
+    logger.warning("window re-exported: requested from CC-FS again", extra={**where, "reexport": backfill.reexport})
+    return again

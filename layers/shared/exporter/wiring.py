@@ -12,7 +12,7 @@ from :mod:`exporter.ccfs_factory` (process-wide, per tenant). Boto3 clients are 
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -23,7 +23,9 @@ from exporter.aws import metrics
 from exporter.bill_export import BillResult, BillSource, export_bill
 from exporter.config import Settings
 from exporter.jobs.progress import Progress
+from exporter.jobs.table import JobsTable
 from exporter.messages import BillMessage, RecordingMessage
+from exporter.operator_actions import retire_replaced_export
 from exporter.queues import QueueSender
 from exporter.recordings import RecordingCopier, RecordingSource, settle_dead_letter
 from exporter.tally import Tally
@@ -65,8 +67,9 @@ def progress(settings: Settings) -> Progress:
 
 
 def export_bill_message(settings: Settings, message: BillMessage, ccfs: BillSource) -> BillResult:
-    """The bill step for one BillQueue message (:func:`exporter.bill_export.export_bill`)."""
-    return export_bill(
+    """The bill step for one BillQueue message (:func:`exporter.bill_export.export_bill`); for a
+    re-exported window, then the replaced job's CDR objects removed (``retire_replaced_export``)."""
+    result = export_bill(
         message,
         ccfs=ccfs,
         progress=progress(settings),
@@ -75,6 +78,17 @@ def export_bill_message(settings: Settings, message: BillMessage, ccfs: BillSour
         bucket=settings.export_bucket,
         recording_queue_url=settings.recording_queue_url,
     )
+    if result.summary.get("outcome") in ("fanned_out", "completed"):
+        table = JobsTable(aws.client("dynamodb"), settings.jobs_table)
+        retired = retire_replaced_export(
+            table, aws.client("s3"), settings.export_bucket, message.responseId, datetime.now(UTC)
+        )
+        if retired:
+            aws.logger.info(
+                "re-export: the replaced export's CDR objects and manifest removed",
+                extra={"response_id": message.responseId, "removed": len(retired)},
+            )
+    return result
 
 
 def recording_copier(settings: Settings, ccfs: RecordingSource, http: httpx.Client) -> RecordingCopier:

@@ -189,6 +189,9 @@ class RecordingOutcome:
     sha256: str | None = None
     source: str | None = None
     error: str | None = None
+    message: str | None = None
+    """FAILED only: the RecordingQueue body, so an operator's retry can send it again
+    (``exporter.operator_actions.retry_failed_recordings``)."""
 
 
 @dataclass(frozen=True)
@@ -205,6 +208,12 @@ class RecordingItem:
     error: str | None = None
     updated_at: str | None = None
     expires_at: int | None = None
+    message: str | None = None
+    """FAILED items: the RecordingQueue body to send again on an operator's retry."""
+    retries: int = 0
+    """How many times an operator asked for this recording again (``aicc-export retry-failed``)."""
+    retry_at: str | None = None
+    """When the last retry was sent (a FAILED item with it is a retry in flight)."""
 
     @classmethod
     def from_item(cls, item: Mapping[str, Any]) -> Self:

@@ -151,6 +151,7 @@ class Progress:
             "sha256": outcome.sha256,
             "source": outcome.source,
             "error": outcome.error[:1000] if outcome.error else None,
+            "message": outcome.message if outcome.status == "FAILED" else None,
             "updated_at": utc_now_iso(now),
             "expires_at": int((now + timedelta(days=self.retention_days)).timestamp()),
         }
@@ -181,7 +182,7 @@ class Progress:
                 recording_key(response_id, outcome.call_id, outcome.stem),
                 expect={"status": "FAILED"},
                 set=sets,
-                remove=("error",),
+                remove=("error", "message", "retry_at"),
             ),
             update(
                 job_key(response_id),
@@ -200,6 +201,19 @@ class Progress:
                 self._set_status(response_id, final, job.job_status)
         logger.info("recording recorded FAILED was copied after all", extra={"response_id": response_id})
         return True
+
+    def fail_again(self, response_id: str, outcome: RecordingOutcome) -> bool:
+        """A recording recorded FAILED failed once more (an operator's retry): the REC item keeps
+        FAILED with the new reason and is no longer a retry in flight. Counters unchanged."""
+        if outcome.status != "FAILED":
+            return False
+        return update(
+            recording_key(response_id, outcome.call_id, outcome.stem),
+            expect={"status": "FAILED"},
+            when="attribute_exists(retry_at)",
+            set={"error": (outcome.error or "failed")[:1000], "updated_at": utc_now_iso(self.clock())},
+            remove=("retry_at",),
+        ).apply(self._table)
 
     def iter_recordings(self, response_id: str) -> Iterator[RecordingItem]:
         """Every REC item of a job, consistent read, page by page."""
