@@ -24,9 +24,11 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from exporter import ccfs_factory
-from exporter.aws import logger, metrics
+from exporter.aws import client, emit_freshness, logger, metrics
 from exporter.config import Settings, get_settings
+from exporter.jobs.freshness import FreshnessReader
 from exporter.jobs.store import JobStore
+from exporter.jobs.table import JobsTable
 from exporter.messages import is_schedule_event, is_sqs_batch
 from exporter.queues import QueueSender
 from exporter.requesting import Report, RequestContext, handle_backfill_message, run_tick
@@ -72,6 +74,7 @@ def build_context(settings: Settings, lambda_context: LambdaContext) -> RequestC
         send_bill=QueueSender(settings.bill_queue_url, "BILL_QUEUE_URL").send,
         time_left_ms=lambda_context.get_remaining_time_in_millis,
         zone=lambda tenant: ccfs_factory.tenant_zone(settings, tenant),
+        freshness=FreshnessReader(JobsTable(client("dynamodb"), settings.jobs_table)),
     )
 
 
@@ -80,6 +83,7 @@ def _emit(report: Report) -> None:
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
     if report.planning_lag_minutes is not None:  # the heartbeat (PlanningHeartbeatAlarm)
         metrics.add_metric(name="PlanningLagMinutes", unit=MetricUnit.NoUnit, value=report.planning_lag_minutes)
+    emit_freshness(report.freshness)  # schedule ticks only (FreshnessAlarm, the dashboard)
 
 
 def _backfill_batch(event: dict[str, Any], ctx: RequestContext, context: LambdaContext) -> dict[str, Any]:

@@ -280,7 +280,7 @@ class FakeJobsTable:
         partition = "job_status" if index else "pk"
         candidates = [i for i in self.items.values() if partition in i and sort_key in i]
         found = [i for i in candidates if self._holds(kwargs["KeyConditionExpression"], i, kwargs)]
-        found.sort(key=lambda i: i[sort_key])
+        found.sort(key=lambda i: i[sort_key], reverse=kwargs.get("ScanIndexForward") is False)
         limit = kwargs.get("Limit") or len(found) or 1
         pages = [found[n : n + limit] for n in range(0, len(found), limit)]
         for page in pages if max_pages is None else pages[:max_pages]:

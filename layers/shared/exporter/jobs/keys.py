@@ -23,6 +23,7 @@ __all__ = [
     "tenant_of_window",
     "utc_now_iso",
     "window_key",
+    "window_pk",
 ]
 
 JOB_PREFIX = "JOB#"
@@ -64,9 +65,14 @@ def cursor_key(tenant: str) -> dict[str, str]:
     return {"pk": f"{TENANT_PREFIX}{tenant}", "sk": CURSOR_SK}
 
 
+def window_pk(tenant: str) -> str:
+    """The partition of a tenant's window items (sorted by ``begin|end``)."""
+    return f"{WINDOW_PREFIX}{tenant}"
+
+
 def window_key(tenant: str, begin: str, end: str) -> dict[str, str]:
     """``begin``/``end`` are tenant-local ``yyyy-MM-dd HH:mm:ss`` strings."""
-    return {"pk": f"{WINDOW_PREFIX}{tenant}", "sk": f"{begin}|{end}"}
+    return {"pk": window_pk(tenant), "sk": f"{begin}|{end}"}
 
 
 def tenant_of_window(pk: str) -> str | None:
