@@ -87,6 +87,7 @@ DATA_RESOURCES = {
 }
 CUSTOM_METRICS = {
     "PlanningLagMinutes",
+    "ExportFreshnessHours",
     "BillEntriesUnrecognised",
     "CallbackSignatureRejected",
     "CcfsUnknownResultCode",
@@ -688,6 +689,11 @@ def alarm_problems(t: Template) -> list[str]:
             for a in map(props, alarms.values())
         ):
             problems.append(f"no alarm on {namespace}/{metric} with dimension service={service}")
+    if not any(
+        a.get("MetricName") == "ExportFreshnessHours" and ref(a.get("Threshold")) == "FreshnessAlarmHours"
+        for a in map(props, alarms.values())
+    ):
+        problems.append("no freshness alarm whose threshold is the FreshnessAlarmHours parameter")
     # Encrypted topic: the key must let CloudWatch use it (alias/aws/sns cannot, alarms would be dropped).
     topic = props(t["Resources"].get("AlarmTopic", {}))
     key = t["Resources"].get(ref(topic.get("KmsMasterKeyId")) or "", {})
@@ -867,6 +873,8 @@ MUTATIONS: dict[str, tuple[Checker, Mutation]] = {
     "alarm-unrecognised-bill-entries": (alarm_problems, drop("Resources/BillEntriesUnrecognisedAlarm")),
     "alarm-missing-data-breaches": (alarm_problems, put(at("RecordingsFailedAlarm", "TreatMissingData"), "breaching")),
     "alarm-heartbeat-silent": (alarm_problems, put(at("PlanningHeartbeatAlarm", "TreatMissingData"), "notBreaching")),
+    "alarm-no-freshness": (alarm_problems, drop("Resources/FreshnessAlarm")),
+    "alarm-freshness-fixed-threshold": (alarm_problems, put(at("FreshnessAlarm", "Threshold"), 24)),
     "alarm-aws-managed-sns-key": (alarm_problems, put(at("AlarmTopic", "KmsMasterKeyId"), "alias/aws/sns")),
     "outputs-missing": (output_problems, drop("Outputs/BillDLQUrl")),
 }
