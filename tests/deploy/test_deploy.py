@@ -54,6 +54,8 @@ EVERYTHING = {
     "VpcSubnetIds": "subnet-0123456789abcdef0,subnet-0123456789abcdef1",
     "VpcSecurityGroupIds": "sg-0123456789abcdef0",
     "TenantAccountIds": "tenant001,tenant002",
+    "ObjectLockMode": "GOVERNANCE",
+    "ObjectLockRetentionDays": "90",
 }
 
 _PLACEHOLDER = re.compile(r"<[^>]+>")
@@ -611,6 +613,8 @@ ONLY_FOR = {
     "RECORDING_CA_BUNDLE_PARAM": "DownloadFunction",
     "RECORDING_CONCURRENCY": "DownloadFunction",
     "IDEMPOTENCY_EXPIRY_SECONDS": "DownloadFunction",
+    "OBJECT_LOCK_MODE": "DownloadFunction",
+    "OBJECT_LOCK_RETENTION_DAYS": "DownloadFunction",
 }
 # Set by the template, read by the runtime or a library rather than our code.
 RUNTIME_ENV = {
@@ -675,6 +679,7 @@ EXPECTED_GRANTS: dict[str, list[tuple[str, str, str | None]]] = {
         ("s3:AbortMultipartUpload", "ExportBucket/*", None),
         ("s3:DeleteObject", "ExportBucket/_staging/*", None),
         ("s3:ListBucket", "ExportBucket", None),
+        ("s3:PutObjectRetention", "ExportBucket/*", "ObjectLockOn"),
         ("dynamodb:GetItem", "JobsTable", None),
         ("dynamodb:PutItem", "JobsTable", None),
         ("dynamodb:UpdateItem", "JobsTable", None),
