@@ -122,11 +122,13 @@ def test_the_read_is_bounded_per_tenant() -> None:
         t.job(hour, JobStatus.DOWNLOADING)
     t.fake.requests.clear()
 
-    f = FreshnessReader(t.fake, max_windows=10).measure("t1", UTC, NOW)
+    midnight = NOW + timedelta(hours=14)  # 2026-11-22 00:00 UTC
+
+    f = FreshnessReader(t.fake, max_windows=10).measure("t1", UTC, midnight)
 
     assert t.fake.requests.count("GetItem") == 10  # one job read per window looked at, no more
-    assert (f.complete, f.hours) == (False, 0.0)  # oldest looked at: 13:00 UTC, after NOW
-    assert FreshnessReader(t.fake).measure("t1", UTC, NOW).hours == 9.0  # unbounded enough: 00:59:59
+    assert (f.complete, f.hours) == (False, 11.0)  # at least since the oldest looked at: 13:00
+    assert FreshnessReader(t.fake).measure("t1", UTC, midnight).hours == 23.0  # the 00:00 window, found
 
 
 # ---------------------------------------------------------------------------- the schedule tick
