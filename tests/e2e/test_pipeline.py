@@ -33,25 +33,6 @@ def _complete_and_verified(stack: LocalStack, timeout: float) -> object:
     return verdict
 
 
-def test_happy_path_two_tenants_a_day_each(run_stack):
-    # with the optional S3 Object Lock on (issue 14): this is the run that covers it
-    lock = {"ObjectLockMode": "GOVERNANCE", "ObjectLockRetentionDays": 30}
-    stack = run_stack(StackConfig(tenants=2, calls=150, parameters=lock))
-    verdict = _complete_and_verified(stack, timeout=240)
-    counts = verdict.counts
-    assert counts["cdr_rows"]["actual"] == counts["cdr_rows"]["expected"] > 300  # >= 300 calls, several legs
-    assert counts["recordings"]["verified"] == counts["recordings"]["expected"] > 100
-    assert counts["sidecars"] == counts["recordings"]["expected"]
-    assert set(counts["jobs"]) == {"COMPLETED"}
-    assert counts["manifests"] == counts["jobs"]["COMPLETED"]
-    assert counts["dlq_messages"] == 0
-    metrics = stack.metrics()
-    assert metrics["JobsCompleted"] == counts["jobs"]["COMPLETED"]
-    assert metrics["RecordingsCopied"] == counts["recordings"]["expected"]
-    assert not metrics.get("JobsFailed") and not metrics.get("RecordingsFailed")
-    _assert_every_export_object_is_locked(stack, days=30)
-
-
 def _assert_every_export_object_is_locked(stack, days):
     s3 = stack.client("s3")
     bucket = stack.names.bucket
@@ -71,6 +52,25 @@ def _assert_every_export_object_is_locked(stack, days):
     for version in staged:  # ...and no staging version the lifecycle could not expire
         head = s3.head_object(Bucket=bucket, Key=version["Key"], VersionId=version["VersionId"])
         assert "ObjectLockMode" not in head, version["Key"]
+
+
+def test_happy_path_two_tenants_a_day_each(run_stack):
+    # with the optional S3 Object Lock on (issue 14): this is the run that covers it
+    lock = {"ObjectLockMode": "GOVERNANCE", "ObjectLockRetentionDays": 30}
+    stack = run_stack(StackConfig(tenants=2, calls=150, parameters=lock))
+    verdict = _complete_and_verified(stack, timeout=240)
+    _assert_every_export_object_is_locked(stack, days=30)
+    counts = verdict.counts
+    assert counts["cdr_rows"]["actual"] == counts["cdr_rows"]["expected"] > 300  # >= 300 calls, several legs
+    assert counts["recordings"]["verified"] == counts["recordings"]["expected"] > 100
+    assert counts["sidecars"] == counts["recordings"]["expected"]
+    assert set(counts["jobs"]) == {"COMPLETED"}
+    assert counts["manifests"] == counts["jobs"]["COMPLETED"]
+    assert counts["dlq_messages"] == 0
+    metrics = stack.metrics()
+    assert metrics["JobsCompleted"] == counts["jobs"]["COMPLETED"]
+    assert metrics["RecordingsCopied"] == counts["recordings"]["expected"]
+    assert not metrics.get("JobsFailed") and not metrics.get("RecordingsFailed")
 
 
 def test_flaky_profile_gives_the_same_result_and_the_faults_happened(run_stack):
