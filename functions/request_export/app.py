@@ -24,11 +24,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from exporter import ccfs_factory
-from exporter.aws import client, emit_freshness, logger, metrics
+from exporter.aws import emit_freshness, logger, metrics
 from exporter.config import Settings, get_settings
-from exporter.jobs.freshness import FreshnessReader
 from exporter.jobs.store import JobStore
-from exporter.jobs.table import JobsTable
 from exporter.messages import is_schedule_event, is_sqs_batch
 from exporter.queues import QueueSender
 from exporter.requesting import Report, RequestContext, handle_backfill_message, run_tick
@@ -74,7 +72,7 @@ def build_context(settings: Settings, lambda_context: LambdaContext) -> RequestC
         send_bill=QueueSender(settings.bill_queue_url, "BILL_QUEUE_URL").send,
         time_left_ms=lambda_context.get_remaining_time_in_millis,
         zone=lambda tenant: ccfs_factory.tenant_zone(settings, tenant),
-        freshness=FreshnessReader(JobsTable(client("dynamodb"), settings.jobs_table)),
+        measure_freshness=True,
     )
 
 

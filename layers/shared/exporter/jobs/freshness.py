@@ -71,6 +71,12 @@ class FreshnessReader:
         self.table = table
         self.max_windows = max_windows
 
+    @classmethod
+    def of_store(cls, store: Any) -> FreshnessReader:
+        """A reader over a ``JobStore``'s own table access (the process's client, or the stand-in
+        a test gave the store), so freshness reads the table the tick just wrote."""
+        return cls(store._table)
+
     def _windows_newest_first(self, tenant: str) -> Iterator[dict[str, Any]]:
         return self.table.query_items(
             KeyConditionExpression="pk = :pk",
