@@ -70,9 +70,9 @@ def build_context(settings: Settings, lambda_context: LambdaContext) -> RequestC
         clock=utc_now,
         send_request=QueueSender(settings.request_queue_url, "REQUEST_QUEUE_URL").send,
         send_bill=QueueSender(settings.bill_queue_url, "BILL_QUEUE_URL").send,
+        measure_freshness=True,
         time_left_ms=lambda_context.get_remaining_time_in_millis,
         zone=lambda tenant: ccfs_factory.tenant_zone(settings, tenant),
-        measure_freshness=True,
     )
 
 

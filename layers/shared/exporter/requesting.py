@@ -103,12 +103,12 @@ class RequestContext:
     """Sends a RequestQueue message (backfill continuation)."""
     send_bill: BillSender
     """Sends a BillQueue message (a callback that beat its request, see ``promote_early_callback``)."""
-    time_left_ms: Callable[[], int] = lambda: 900_000
-    zone: Callable[[str], ZoneInfo] | None = None
-    """The tenant's time zone (its windows are planned in it); None: every tenant in TENANT_TIMEZONE."""
     measure_freshness: bool = False
     """Schedule ticks read each tenant's newest complete window (``Report.freshness``) from the
     store's table; off unless the handler asks (the domain tests count the table's requests)."""
+    time_left_ms: Callable[[], int] = lambda: 900_000
+    zone: Callable[[str], ZoneInfo] | None = None
+    """The tenant's time zone (its windows are planned in it); None: every tenant in TENANT_TIMEZONE."""
 
     def zone_of(self, tenant: str) -> ZoneInfo:
         return self.settings.zone if self.zone is None else self.zone(tenant)

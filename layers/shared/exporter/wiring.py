@@ -18,13 +18,12 @@ from typing import Any
 import httpx
 from aws_lambda_powertools.metrics import MetricUnit
 
-from exporter import aws
+from exporter import aws, object_lock
 from exporter.aws import metrics
 from exporter.bill_export import BillResult, BillSource, export_bill
 from exporter.config import Settings
 from exporter.jobs.progress import Progress
 from exporter.messages import BillMessage, RecordingMessage
-from exporter.object_lock import RetentionPolicy, lock_final_objects
 from exporter.queues import QueueSender
 from exporter.recordings import RecordingCopier, RecordingSource, settle_dead_letter
 from exporter.tally import Tally
@@ -60,8 +59,8 @@ def export_s3(settings: Settings) -> Any:
     carries the retention (:mod:`exporter.object_lock`), staging objects never."""
     policy = None
     if settings.object_lock_mode != "NONE":
-        policy = RetentionPolicy(settings.object_lock_mode, settings.object_lock_retention_days)
-    return lock_final_objects(aws.client("s3"), policy)
+        policy = object_lock.RetentionPolicy(settings.object_lock_mode, settings.object_lock_retention_days)
+    return object_lock.lock_final_objects(aws.client("s3"), policy)
 
 
 def progress(settings: Settings) -> Progress:

@@ -66,7 +66,7 @@ def cursor_key(tenant: str) -> dict[str, str]:
 
 
 def window_pk(tenant: str) -> str:
-    """The partition of a tenant's window items (sorted by ``begin|end``)."""
+    """The partition of a tenant's window items (one item per window, sk ``{begin}|{end}``)."""
     return f"{WINDOW_PREFIX}{tenant}"
 
 
