@@ -24,7 +24,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from exporter import ccfs_factory
-from exporter.aws import client, logger, metrics
+from exporter.aws import client, emit_freshness, logger, metrics
 from exporter.backfill_refusals import RefusedBackfills
 from exporter.config import Settings, get_settings
 from exporter.jobs.reexport import WindowReexports
@@ -73,6 +73,7 @@ def build_context(settings: Settings, lambda_context: LambdaContext) -> RequestC
         clock=utc_now,
         send_request=QueueSender(settings.request_queue_url, "REQUEST_QUEUE_URL").send,
         send_bill=QueueSender(settings.bill_queue_url, "BILL_QUEUE_URL").send,
+        measure_freshness=True,
         time_left_ms=lambda_context.get_remaining_time_in_millis,
         zone=lambda tenant: ccfs_factory.tenant_zone(settings, tenant),
         refuse_backfill=lambda body, reason, mid: RefusedBackfills(settings.request_dlq_url).send(
@@ -87,6 +88,7 @@ def _emit(report: Report) -> None:
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
     if report.planning_lag_minutes is not None:  # the heartbeat (PlanningHeartbeatAlarm)
         metrics.add_metric(name="PlanningLagMinutes", unit=MetricUnit.NoUnit, value=report.planning_lag_minutes)
+    emit_freshness(report.freshness)  # schedule ticks only (FreshnessAlarm, the dashboard)
 
 
 def _backfill_batch(event: dict[str, Any], ctx: RequestContext, context: LambdaContext) -> dict[str, Any]:

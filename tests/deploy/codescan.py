@@ -72,6 +72,11 @@ POWERTOOLS_ACTIONS: dict[str, tuple[str, ...]] = {
         "dynamodb:DeleteItem",
     ),
 }
+# Functions of ours that make every later write of a client carry more (a botocore event handler).
+REGISTERED_ACTIONS: dict[str, tuple[str, ...]] = {
+    # PutObject/CreateMultipartUpload/CopyObject with ObjectLockMode + ObjectLockRetainUntilDate
+    "lock_final_objects": ("s3:PutObjectRetention",),
+}
 # Calls on boto3 clients that are not AWS operations (client construction, waiters, ...).
 _AWS_METHOD = re.compile(r"^(get|put|update|delete|query|scan|batch|transact|send|head|upload|download|copy|list)")
 
@@ -263,6 +268,8 @@ def scan(function_dir: str) -> FunctionCode:
             called = _called_name(sub)
             if called in POWERTOOLS_ACTIONS:
                 code.actions.update(POWERTOOLS_ACTIONS[called])
+            if called in REGISTERED_ACTIONS:
+                code.actions.update(REGISTERED_ACTIONS[called])
             if not isinstance(sub.func, ast.Attribute) or called is None:
                 continue
             receiver = ast.unparse(sub.func.value)

@@ -54,6 +54,8 @@ EVERYTHING = {
     "VpcSubnetIds": "subnet-0123456789abcdef0,subnet-0123456789abcdef1",
     "VpcSecurityGroupIds": "sg-0123456789abcdef0",
     "TenantAccountIds": "tenant001,tenant002",
+    "ObjectLockMode": "GOVERNANCE",
+    "ObjectLockRetentionDays": "90",
 }
 
 _PLACEHOLDER = re.compile(r"<[^>]+>")
@@ -427,6 +429,128 @@ def test_every_alarm_watches_a_metric_that_is_emitted(stack: Deployed) -> None:
     assert problems == []
 
 
+# --------------------------------------------------------------------------- dashboard
+
+_SUB_REF = re.compile(r"\$\{([^}!]+)\}")
+_SEARCH = re.compile(r"SEARCH\(\s*'\{([^}]*)\}([^']*)'")
+# DLQs the dashboard need not show (same reasons as their missing alarms, tests/deploy/test_template.py).
+_DLQS_OFF_DASHBOARD = {"AlarmEmailDLQ": "conditional on AlarmEmail; holds undeliverable alarm e-mails only"}
+
+
+def dashboard_body(stack: Deployed, sub: Any) -> dict[str, Any]:
+    """The dashboard's ``Fn::Sub`` body as JSON: parameters by value, pseudo parameters by a sample,
+    a resource (``${X}``, ``${X.Attr}``) by a marker ``<X>`` / ``<X.Attr>`` that the checks resolve."""
+    text = sub["Fn::Sub"]
+    assert isinstance(text, str), "DashboardBody: one Fn::Sub string, no variable map"
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name in stack.params:
+            return str(stack.params[name])
+        if name == "AWS::Region":
+            return "ap-southeast-1"
+        if name == "AWS::StackName":
+            return STACK_NAME
+        assert name.split(".")[0] in stack.resources, f"DashboardBody: ${{{name}}} names nothing in the stack"
+        return f"<{name}>"
+
+    return json.loads(_SUB_REF.sub(value, text))
+
+
+def dashboard_metrics(body: dict[str, Any]) -> list[tuple[str, str, dict[str, str]]]:
+    """Every metric the dashboard's widgets show, as (namespace, name, dimensions); a SEARCH
+    expression as (namespace, its MetricName, its schema's dimension names mapped to ``*``)."""
+    shown: list[tuple[str, str, dict[str, str]]] = []
+    for widget in body["widgets"]:
+        previous: list[Any] = []
+        for metric in widget.get("properties", {}).get("metrics", []) if widget["type"] == "metric" else []:
+            if isinstance(metric[0], dict):
+                expression = metric[0]["expression"]
+                for schema, terms in _SEARCH.findall(expression):
+                    namespace, *dims = [p.strip() for p in schema.split(",")]
+                    names = re.findall(r'MetricName="([^"]+)"', terms)
+                    assert names, f"SEARCH without a MetricName: {expression}"
+                    shown += [(namespace, name, dict.fromkeys(dims, "*")) for name in names]
+                continue
+            plain = [p for p in metric if not isinstance(p, dict)]
+            full = [prev if part == "." else part for part, prev in zip(plain, [*previous, *plain], strict=False)]
+            previous = full
+            namespace, name, *pairs = full
+            shown.append((namespace, name, dict(zip(pairs[::2], pairs[1::2], strict=True))))
+    return shown
+
+
+def dashboard_problems(stack: Deployed, body: dict[str, Any]) -> list[str]:
+    """What the dashboard shows that nothing emits, and what it leaves out."""
+    env = stack.props("CallbackFunction")["Environment"]["Variables"]
+    namespace, service = env["POWERTOOLS_METRICS_NAMESPACE"], env["POWERTOOLS_SERVICE_NAME"]
+    queues = stack.of_type("AWS::SQS::Queue")
+    problems = []
+    seen: set[tuple[str, str, str]] = set()
+    for ns, name, dims in dashboard_metrics(body):
+        where = f"{ns}/{name} {dims}"
+        if ns == namespace:
+            if name not in emitted_metrics():
+                problems.append(f"{where}: not a metric the code emits")
+            if dims.get("service") not in (service, "*") or set(dims) - {"service", "tenant"}:
+                problems.append(f"{where}: the code emits it with service={service} (and tenant)")
+            seen.add((ns, name, "tenant" if "tenant" in dims else ""))
+        elif ns == "AWS/SQS":
+            queue = dims.get("QueueName", "")
+            if name not in _SQS_METRICS or queue.removesuffix(".QueueName>").removeprefix("<") not in queues:
+                problems.append(f"{where}: not a queue metric of this stack")
+            seen.add((ns, name, queue.removesuffix(".QueueName>").removeprefix("<")))
+        elif ns == "AWS/Lambda":
+            function = dims.get("FunctionName", "").strip("<>")
+            if name not in {"Errors", "Throttles", "Duration"} or function not in FUNCTIONS:
+                problems.append(f"{where}: not a function metric of this stack")
+            seen.add((ns, name, function))
+        else:
+            problems.append(f"{where}: a namespace this stack does not write")
+    wanted = {(namespace, "ExportFreshnessHours", "tenant")}
+    wanted |= {("AWS/Lambda", m, f) for f in FUNCTIONS for m in ("Errors", "Throttles", "Duration")}
+    for queue in set(queues) - set(_DLQS_OFF_DASHBOARD):
+        dlq = queue.endswith("DLQ")
+        wanted.add(("AWS/SQS", "ApproximateNumberOfMessagesVisible" if dlq else "ApproximateAgeOfOldestMessage", queue))
+    problems += [f"the dashboard does not show {ns}/{name} {what}" for ns, name, what in sorted(wanted - seen)]
+    return problems
+
+
+def _dashboard(stack: Deployed) -> dict[str, Any]:
+    (props,) = [d["Properties"] for d in stack.of_type("AWS::CloudWatch::Dashboard").values()]
+    return dashboard_body(stack, props["DashboardBody"])
+
+
+def test_the_dashboard_shows_only_emitted_metrics_and_every_queue_and_function(stack: Deployed) -> None:
+    body = _dashboard(stack)
+    assert dashboard_problems(stack, body) == []
+    shown = {name for ns, name, _ in dashboard_metrics(body) if ns == "AiccExport"}
+    # jobs by outcome, recordings, bytes, CC-FS errors: the issue's list, by the code's names
+    assert {"JobsCompleted", "JobsPartial", "JobsFailed", "RecordingsCopied", "RecordingsFailed"} <= shown
+    assert {"RecordingsNotYetSynced", "RecordingBytes", "CcfsErrors", "PlanningLagMinutes"} <= shown
+    assert all(w["properties"].get("region") == "ap-southeast-1" for w in body["widgets"] if w["type"] == "metric")
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "expected"),
+    [
+        ('"RecordingsCopied"', '"RecordingsCopyed"', "RecordingsCopyed {'service': 'aicc-export'}: not a metric"),
+        ('MetricName=\\"ExportFreshnessHours\\"', 'MetricName=\\"FreshnessHours\\"', "FreshnessHours"),
+        ('"service", "aicc-export", {"stat": "Sum", "label": "JobsFailed"}', '"service", "other"', "JobsFailed"),
+        ("${RecordingDLQ.QueueName}", "${RecordingQueue.QueueName}", "RecordingDLQ"),
+        ('"FunctionName", "${DownloadFunction}", {"label": "download"}]', '"FunctionName", "x"]', "DownloadFunction"),
+    ],
+    ids=["unknown-metric", "unknown-search-metric", "wrong-dimension", "dlq-missing", "function-missing"],
+)
+def test_the_dashboard_check_catches(before: str, after: str, expected: str) -> None:
+    stack = deployed("defaults")
+    (props,) = [d["Properties"] for d in stack.of_type("AWS::CloudWatch::Dashboard").values()]
+    text = props["DashboardBody"]["Fn::Sub"]
+    assert before in text
+    problems = dashboard_problems(stack, dashboard_body(stack, {"Fn::Sub": text.replace(before, after, 1)}))
+    assert any(expected in p for p in problems), problems
+
+
 def test_a_stopped_pipeline_alarms_while_the_schedule_is_on(stack: Deployed) -> None:
     """Not every alarm may treat missing data as fine: with the schedule on, a heartbeat on a metric
     the planner reports every tick fires when the ticks stop (missing data breaches) or lag."""
@@ -490,6 +614,8 @@ ONLY_FOR = {
     "RECORDING_CA_BUNDLE_PARAM": "DownloadFunction",
     "RECORDING_CONCURRENCY": "DownloadFunction",
     "IDEMPOTENCY_EXPIRY_SECONDS": "DownloadFunction",
+    "OBJECT_LOCK_MODE": "DownloadFunction",
+    "OBJECT_LOCK_RETENTION_DAYS": "DownloadFunction",
 }
 # Set by the template, read by the runtime or a library rather than our code.
 RUNTIME_ENV = {
@@ -559,6 +685,7 @@ EXPECTED_GRANTS: dict[str, list[tuple[str, str, str | None]]] = {
         ("s3:DeleteObject", "ExportBucket/recording_index/*", None),
         ("s3:DeleteObject", "ExportBucket/manifests/*", None),
         ("s3:ListBucket", "ExportBucket", None),
+        ("s3:PutObjectRetention", "ExportBucket/*", "ObjectLockOn"),
         ("dynamodb:GetItem", "JobsTable", None),
         ("dynamodb:PutItem", "JobsTable", None),
         ("dynamodb:UpdateItem", "JobsTable", None),

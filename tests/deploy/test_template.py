@@ -87,6 +87,7 @@ DATA_RESOURCES = {
 }
 CUSTOM_METRICS = {
     "PlanningLagMinutes",
+    "ExportFreshnessHours",
     "BillEntriesUnrecognised",
     "CallbackSignatureRejected",
     "CallbackTenantMismatch",
@@ -118,6 +119,7 @@ SCENARIOS = {
         "CallbackWafRateLimit": "100",
         "VpcSubnetIds": "subnet-0123456789abcdef0",
         "VpcSecurityGroupIds": "sg-0123456789abcdef0",
+        "ObjectLockMode": "COMPLIANCE",
     },
 }
 # Alarms that must treat missing data as breaching: the heartbeat (no tick reported = trouble).
@@ -354,6 +356,18 @@ def bucket_problems(t: Template) -> list[str]:
             problems.append(f"{where}: no lifecycle rule expires objects after RetentionDays")
         if not any(r.get("Prefix") == "_staging/" and "ExpirationInDays" in r for r in lifecycle):
             problems.append(f"{where}: _staging/ objects never expire")
+        lock_on = conditions_for(t, SCENARIOS[scenario_name])["ObjectLockOn"]
+        lock = bucket.get("ObjectLockConfiguration")
+        if lock_on and (
+            bucket.get("ObjectLockEnabled") is not True or (lock or {}).get("ObjectLockEnabled") != "Enabled"
+        ):
+            problems.append(f"{where}: ObjectLockMode set but the bucket has no Object Lock")
+        if not lock_on and ("ObjectLockEnabled" in bucket or lock):
+            problems.append(f"{where}: Object Lock on although ObjectLockMode is NONE (it can never be switched off)")
+        if lock and "Rule" in lock:
+            problems.append(
+                f"{where}: a default retention would lock the _staging/ objects that are deleted after the copy"
+            )
         tls_denied = False
         for policy in of_type(s, "AWS::S3::BucketPolicy").values():
             if ref(props(policy)["Bucket"]) != "ExportBucket":
@@ -695,6 +709,11 @@ def alarm_problems(t: Template) -> list[str]:
             for a in map(props, alarms.values())
         ):
             problems.append(f"no alarm on {namespace}/{metric} with dimension service={service}")
+    if not any(
+        a.get("MetricName") == "ExportFreshnessHours" and ref(a.get("Threshold")) == "FreshnessAlarmHours"
+        for a in map(props, alarms.values())
+    ):
+        problems.append("no freshness alarm whose threshold is the FreshnessAlarmHours parameter")
     # Encrypted topic: the key must let CloudWatch use it (alias/aws/sns cannot, alarms would be dropped).
     topic = props(t["Resources"].get("AlarmTopic", {}))
     key = t["Resources"].get(ref(topic.get("KmsMasterKeyId")) or "", {})
@@ -828,6 +847,15 @@ MUTATIONS: dict[str, tuple[Checker, Mutation]] = {
         drop(at("ExportBucket", "LifecycleConfiguration/Rules/0/AbortIncompleteMultipartUpload")),
     ),
     "bucket-no-tls-policy": (bucket_problems, drop("Resources/ExportBucketPolicy")),
+    "bucket-lock-default-retention": (
+        bucket_problems,
+        put(
+            at("ExportBucket", "ObjectLockConfiguration/Fn::If/1/Rule"),
+            {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1}},
+        ),
+    ),
+    "bucket-lock-always-on": (bucket_problems, put(at("ExportBucket", "ObjectLockEnabled"), True)),
+    "bucket-lock-never-on": (bucket_problems, drop(at("ExportBucket", "ObjectLockConfiguration"))),
     "queue-no-sse": (queue_problems, put(at("BillQueue", "SqsManagedSseEnabled"), False)),
     "queue-no-redrive": (queue_problems, drop(at("RecordingQueue", "RedrivePolicy"))),
     "queue-dlq-short-retention": (queue_problems, put(at("BillDLQ", "MessageRetentionPeriod"), 345600)),
@@ -878,6 +906,8 @@ MUTATIONS: dict[str, tuple[Checker, Mutation]] = {
     "alarm-unrecognised-bill-entries": (alarm_problems, drop("Resources/BillEntriesUnrecognisedAlarm")),
     "alarm-missing-data-breaches": (alarm_problems, put(at("RecordingsFailedAlarm", "TreatMissingData"), "breaching")),
     "alarm-heartbeat-silent": (alarm_problems, put(at("PlanningHeartbeatAlarm", "TreatMissingData"), "notBreaching")),
+    "alarm-no-freshness": (alarm_problems, drop("Resources/FreshnessAlarm")),
+    "alarm-freshness-fixed-threshold": (alarm_problems, put(at("FreshnessAlarm", "Threshold"), 24)),
     "alarm-aws-managed-sns-key": (alarm_problems, put(at("AlarmTopic", "KmsMasterKeyId"), "alias/aws/sns")),
     "outputs-missing": (output_problems, drop("Outputs/BillDLQUrl")),
 }

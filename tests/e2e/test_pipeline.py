@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -35,9 +35,33 @@ def _complete_and_verified(stack: LocalStack, timeout: float) -> object:
     return verdict
 
 
+def _assert_every_export_object_is_locked(stack, days):
+    s3 = stack.client("s3")
+    bucket = stack.names.bucket
+    assert s3.get_object_lock_configuration(Bucket=bucket)["ObjectLockConfiguration"] == {
+        "ObjectLockEnabled": "Enabled"
+    }
+    keys = [o["Key"] for o in stack.list_objects()]
+    kinds = {key.split("/", 1)[0] for key in keys}
+    assert {"recordings", "cdr", "manifests", "raw"} <= kinds, kinds
+    soon = datetime.now(UTC) + timedelta(days=days)
+    for key in keys:
+        head = s3.head_object(Bucket=bucket, Key=key)
+        assert head.get("ObjectLockMode") == "GOVERNANCE", key
+        assert soon - timedelta(hours=1) < head["ObjectLockRetainUntilDate"] <= soon, key
+    assert not [k for k in keys if k.startswith("_staging/")]  # nothing left behind...
+    staged = s3.list_object_versions(Bucket=bucket, Prefix="_staging/").get("Versions", [])
+    for version in staged:  # ...and no staging version the lifecycle could not expire
+        head = s3.head_object(Bucket=bucket, Key=version["Key"], VersionId=version["VersionId"])
+        assert "ObjectLockMode" not in head, version["Key"]
+
+
 def test_happy_path_two_tenants_a_day_each(run_stack):
-    stack = run_stack(StackConfig(tenants=2, calls=150))
+    # with the optional S3 Object Lock on (issue 14): this is the run that covers it
+    lock = {"ObjectLockMode": "GOVERNANCE", "ObjectLockRetentionDays": 30}
+    stack = run_stack(StackConfig(tenants=2, calls=150, parameters=lock))
     verdict = _complete_and_verified(stack, timeout=240)
+    _assert_every_export_object_is_locked(stack, days=30)
     counts = verdict.counts
     assert counts["cdr_rows"]["actual"] == counts["cdr_rows"]["expected"] > 300  # >= 300 calls, several legs
     assert counts["recordings"]["verified"] == counts["recordings"]["expected"] > 100

@@ -12,6 +12,7 @@ import pytest
 
 from aicc_export.cmd_redrive import run_redrive, tick_backfills, tick_time
 from exporter.config import Settings
+from exporter.messages import message_body
 from tests.conftest import AwsNames, app_env, sqs_messages
 from tests.unit.cli_check_helpers import cli_target
 
@@ -119,7 +120,7 @@ def test_tick_time_reads_each_shape_a_failed_tick_arrives_in(body, sent, expecte
 def test_a_failed_tick_stands_for_the_grid_window_before_its_settled_time():
     # 02:00Z is 10:00 in Asia/Shanghai; settled 30 min earlier, 09:30; the last whole 60-minute window: 08:00-08:59:59
     (backfill,) = tick_backfills(SETTINGS, datetime(2026, 11, 20, 2, tzinfo=UTC))
-    assert backfill.model_dump() == {
+    assert json.loads(message_body(backfill)) == {  # what goes on the wire
         "accountId": "acct001",
         "beginTime": "2026-11-20 08:00:00",
         "endTime": "2026-11-20 08:59:59",

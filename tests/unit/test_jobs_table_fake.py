@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from exporter import aws as exporter_aws
+from exporter.jobs.freshness import FreshnessReader
 from exporter.jobs.items import NewJob, RecordingOutcome, WindowClaim
 from exporter.jobs.keys import JobStatus
 from exporter.jobs.progress import BILL_PROCESSED, JobMissing, Progress
@@ -122,6 +123,7 @@ def run(aws: Any) -> Callable[[bool], tuple[list[Any], list[dict[str, Any]]]]:
         store = JobStore(aws.jobs_table, jobs_table=table)
         progress = Progress(ddb, s3, aws.jobs_table, aws.bucket, clock=lambda: next(clock), jobs_table=table)
         seen = script(store, progress)
+        seen.append(FreshnessReader(table).measure("acct001", UTC, T))  # a newest-first query
         if fake:
             return seen, _plain_items(list(table.items.values()))
         scanned = ddb.scan(TableName=aws.jobs_table, ConsistentRead=True)["Items"]

@@ -484,7 +484,13 @@ def test_schedule_event_through_the_handler_emits_jobs_requested(
 ) -> None:
     summary = handler.lambda_handler(json.loads((EVENTS / "schedule.json").read_text()), lambda_context)
     assert summary["requested"] == 5
-    assert emitted_metrics(capsys.readouterr().out) == {"JobsRequested": 5, "PlanningLagMinutes": 0}
+    # freshness of the one tenant, missing since 12:00 local (6 h 10 min): once as the stalest
+    # tenant's and once with its tenant dimension (tests/unit/test_freshness.py)
+    assert emitted_metrics(capsys.readouterr().out) == {
+        "JobsRequested": 5,
+        "PlanningLagMinutes": 0,
+        "ExportFreshnessHours": pytest.approx(2 * 6.17),
+    }
 
 
 def test_eventbridge_scheduler_payload_is_a_tick_too(

@@ -6,16 +6,21 @@ what that function uses, and every client honours ``AWS_ENDPOINT_URL`` (the loca
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from botocore.config import Config
 
 from exporter import log_redaction
 
-__all__ = ["client", "logger", "metrics", "resource"]
+if TYPE_CHECKING:
+    from exporter.jobs.freshness import Freshness
+
+__all__ = ["client", "emit_freshness", "logger", "metrics", "resource"]
 
 log_redaction.install()  # before any client exists: botocore and httpx log credentials otherwise
 # Every line of the product's logger is scrubbed as its last step (exc_info, extra= fields included).
@@ -46,3 +51,17 @@ def client(service: str, region: str | None = None) -> Any:
 @cache
 def resource(service: str) -> Any:
     return _session().resource(service, config=_CONFIG)
+
+
+def emit_freshness(freshness: Sequence[Freshness]) -> None:
+    """``ExportFreshnessHours`` of a schedule tick: the stalest tenant's with the function's
+    dimensions (``service``; FreshnessAlarm watches it), and each tenant's with ``tenant`` added (the
+    dashboard). A separate EMF document per tenant: the singleton has one dimension set per flush."""
+    if not freshness:
+        return
+    metrics.add_metric(name="ExportFreshnessHours", unit=MetricUnit.NoUnit, value=max(f.hours for f in freshness))
+    per_tenant = EphemeralMetrics()
+    for point in freshness:
+        per_tenant.add_dimension(name="tenant", value=point.tenant)
+        per_tenant.add_metric(name="ExportFreshnessHours", unit=MetricUnit.NoUnit, value=point.hours)
+        per_tenant.flush_metrics()

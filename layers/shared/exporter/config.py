@@ -10,7 +10,7 @@ import os
 from collections.abc import Mapping
 from datetime import datetime
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -82,6 +82,8 @@ _ENV = {
     "RECORDING_GRACE_HOURS": "recording_grace_hours",
     "RECORDING_CONCURRENCY": "recording_concurrency",
     "IDEMPOTENCY_EXPIRY_SECONDS": "idempotency_expiry_seconds",
+    "OBJECT_LOCK_MODE": "object_lock_mode",
+    "OBJECT_LOCK_RETENTION_DAYS": "object_lock_retention_days",
 }
 
 
@@ -127,6 +129,10 @@ class Settings(BaseModel):
     idempotency_expiry_seconds: int = Field(default=8 * 3600, ge=1)
     """How long a completed bill's idempotency record answers a redelivered message: at least
     maxReceiveCount x the BillQueue's visibility timeout (Powertools' default, 1 h, is shorter)."""
+    object_lock_mode: Literal["NONE", "GOVERNANCE", "COMPLIANCE"] = "NONE"
+    """S3 Object Lock retention mode of the final export objects (``exporter.object_lock``); NONE = off."""
+    object_lock_retention_days: int = Field(default=0, ge=0)
+    """Days each final export object is locked for (with a mode other than NONE)."""
 
     @field_validator("tenant_timezone")
     @classmethod
@@ -154,6 +160,23 @@ class Settings(BaseModel):
                 f"STALLED_JOB_HOURS ({self.stalled_job_hours}) must exceed RECORDING_GRACE_HOURS "
                 f"({self.recording_grace_hours:g}) by at least 2: a job still waiting for late recordings "
                 "would be failed as stalled; raise the first or lower the second"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _lock_within_retention(self) -> Settings:
+        if self.object_lock_mode == "NONE":
+            return self
+        if self.object_lock_retention_days < 1:
+            raise ValueError(
+                f"OBJECT_LOCK_RETENTION_DAYS must be at least 1 with OBJECT_LOCK_MODE={self.object_lock_mode}; "
+                "set the ObjectLockRetentionDays parameter or ObjectLockMode=NONE"
+            )
+        if self.object_lock_retention_days > self.retention_days:
+            raise ValueError(
+                f"OBJECT_LOCK_RETENTION_DAYS ({self.object_lock_retention_days}) exceeds RETENTION_DAYS "
+                f"({self.retention_days}): the lifecycle would hide objects that stay locked (and billed) until "
+                "their retention ends; raise RetentionDays to at least ObjectLockRetentionDays"
             )
         return self
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
@@ -38,6 +38,7 @@ from ccfs.errors import CcfsAuthError, CcfsError, CcfsNotFound, CcfsPermanentErr
 from ccfs.models import TIME_FORMAT, parse_time
 from exporter.callbacks import BillSender, promote_early_callback
 from exporter.config import ALL_ACCOUNTS, ConfigError, Settings
+from exporter.jobs.freshness import Freshness, FreshnessReader
 from exporter.jobs.items import Job, NewJob, WindowClaim, WindowItem
 from exporter.jobs.keys import JobStatus, tenant_of_window
 from exporter.jobs.reexport import REEXPORT_SOURCE, ExportState, WindowReexports, export_state
@@ -103,6 +104,9 @@ class RequestContext:
     """Sends a RequestQueue message (backfill continuation)."""
     send_bill: BillSender
     """Sends a BillQueue message (a callback that beat its request, see ``promote_early_callback``)."""
+    measure_freshness: bool = False
+    """Schedule ticks read each tenant's newest complete window (``Report.freshness``) from the
+    store's table; off unless the handler asks (the domain tests count the table's requests)."""
     time_left_ms: Callable[[], int] = lambda: 900_000
     zone: Callable[[str], ZoneInfo] | None = None
     """The tenant's time zone (its windows are planned in it); None: every tenant in TENANT_TIMEZONE."""
@@ -145,6 +149,9 @@ class Report:
     planning_lag_minutes: float | None = None
     """Schedule ticks only: over all tenants, the longest a due window has waited to be claimed
     (0 when every tenant is caught up). The heartbeat alarm watches it (template.yaml)."""
+    freshness: list[Freshness] = field(default_factory=list)
+    """Schedule ticks only: each tenant's age of its newest complete window (ExportFreshnessHours,
+    per tenant and the stalest; FreshnessAlarm)."""
 
     METRICS = (
         ("requested", "JobsRequested"),
@@ -318,7 +325,8 @@ def planning_lag_minutes(ctx: RequestContext, tenant: str, now: datetime) -> flo
 
 def run_tick(ctx: RequestContext, report: Report | None = None) -> Report:
     """One scheduled invocation: every tenant's due windows, then the reconciler, then how far the
-    tenant furthest behind is (``planning_lag_minutes``, every tenant, even after an early stop)."""
+    tenant furthest behind is (``planning_lag_minutes``, every tenant, even after an early stop) and
+    how old each tenant's newest complete window is (``ctx.measure_freshness``)."""
     report = report or Report()
     now = ctx.clock()
     for tenant in ctx.settings.tenants:
@@ -332,6 +340,9 @@ def run_tick(ctx: RequestContext, report: Report | None = None) -> Report:
     if behind:
         logger.warning("tenants behind schedule (minutes a due window has waited)", extra={"lagMinutes": behind})
     report.planning_lag_minutes = max(lags.values(), default=0.0)
+    if ctx.measure_freshness:
+        reader = FreshnessReader.of_store(ctx.store)
+        report.freshness = [reader.measure(tenant, ctx.zone_of(tenant), now) for tenant in ctx.settings.tenants]
     return report
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 from aws_lambda_powertools.metrics import MetricUnit
 
-from exporter import aws
+from exporter import aws, object_lock
 from exporter.aws import metrics
 from exporter.bill_export import BillResult, BillSource, export_bill
 from exporter.config import Settings
@@ -35,6 +35,7 @@ __all__ = [
     "emit",
     "emit_counts",
     "export_bill_message",
+    "export_s3",
     "progress",
     "recording_copier",
     "settle_dead_recording",
@@ -55,11 +56,20 @@ def emit_counts(counts: dict[str, int]) -> None:
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
 
 
+def export_s3(settings: Settings) -> Any:
+    """The S3 client for the export bucket: with ``ObjectLockMode`` set, every final object it writes
+    carries the retention (:mod:`exporter.object_lock`), staging objects never."""
+    policy = None
+    if settings.object_lock_mode != "NONE":
+        policy = object_lock.RetentionPolicy(settings.object_lock_mode, settings.object_lock_retention_days)
+    return object_lock.lock_final_objects(aws.client("s3"), policy)
+
+
 def progress(settings: Settings) -> Progress:
     """The jobs table's progress store (jobs, REC items, manifests)."""
     return Progress(
         ddb=aws.client("dynamodb"),
-        s3=aws.client("s3"),
+        s3=export_s3(settings),
         table=settings.jobs_table,
         bucket=settings.export_bucket,
         retention_days=settings.retention_days,
@@ -73,7 +83,7 @@ def export_bill_message(settings: Settings, message: BillMessage, ccfs: BillSour
         message,
         ccfs=ccfs,
         progress=progress(settings),
-        s3=aws.client("s3"),
+        s3=export_s3(settings),
         sqs=aws.client("sqs"),
         bucket=settings.export_bucket,
         recording_queue_url=settings.recording_queue_url,
@@ -95,7 +105,7 @@ def recording_copier(settings: Settings, ccfs: RecordingSource, http: httpx.Clie
     """The recording step's copier; a recording not on CC-FS yet is sent again to RecordingQueue."""
     return RecordingCopier(
         ccfs=ccfs,
-        s3=aws.client("s3"),
+        s3=export_s3(settings),
         progress=progress(settings),
         bucket=settings.export_bucket,
         allowed_hosts=list(settings.recording_url_host_suffixes),

@@ -189,7 +189,15 @@ def _create_table(lid: str, props: dict[str, Any], stack: str, ddb: Any, out: Cr
 
 def _create_bucket(lid: str, props: dict[str, Any], stack: str, s3: Any, out: CreatedResources) -> None:
     name = props.get("BucketName") or _physical_name(stack, lid, "AWS::S3::Bucket")
-    s3.create_bucket(Bucket=name)
+    lock = props.get("ObjectLockConfiguration") or {}
+    if props.get("ObjectLockEnabled") in (True, "true") or lock.get("ObjectLockEnabled") == "Enabled":
+        s3.create_bucket(Bucket=name, ObjectLockEnabledForBucket=True)  # S3 turns versioning on with it
+        if "Rule" in lock:
+            s3.put_object_lock_configuration(
+                Bucket=name, ObjectLockConfiguration={"ObjectLockEnabled": "Enabled", "Rule": lock["Rule"]}
+            )
+    else:
+        s3.create_bucket(Bucket=name)
     if "BucketEncryption" in props:
         rules = []
         for rule in props["BucketEncryption"]["ServerSideEncryptionConfiguration"]:
@@ -237,6 +245,8 @@ def _create_bucket(lid: str, props: dict[str, Any], stack: str, s3: Any, out: Cr
 
 _BUCKET_PROPS = {
     "BucketName",
+    "ObjectLockEnabled",
+    "ObjectLockConfiguration",
     "BucketEncryption",
     "VersioningConfiguration",
     "PublicAccessBlockConfiguration",
