@@ -12,7 +12,7 @@ import pytest
 
 from aicc_export.cmd_redrive import run_redrive, tick_backfills, tick_time
 from exporter.config import Settings
-from exporter.messages import message_body
+from exporter.messages import BackfillMessage, message_body
 from tests.conftest import AwsNames, app_env, sqs_messages
 from tests.unit.cli_check_helpers import cli_target
 
@@ -120,12 +120,14 @@ def test_tick_time_reads_each_shape_a_failed_tick_arrives_in(body, sent, expecte
 def test_a_failed_tick_stands_for_the_grid_window_before_its_settled_time():
     # 02:00Z is 10:00 in Asia/Shanghai; settled 30 min earlier, 09:30; the last whole 60-minute window: 08:00-08:59:59
     (backfill,) = tick_backfills(SETTINGS, datetime(2026, 11, 20, 2, tzinfo=UTC))
-    assert json.loads(message_body(backfill)) == {  # what goes on the wire
-        "accountId": "acct001",
-        "beginTime": "2026-11-20 08:00:00",
-        "endTime": "2026-11-20 08:59:59",
-        "dataType": "call_record",
-    }
+    sent = BackfillMessage.model_validate_json(message_body(backfill))  # as request_export reads it
+    assert (sent.accountId, sent.beginTime, sent.endTime, sent.dataType, sent.reexport) == (
+        "acct001",
+        "2026-11-20 08:00:00",
+        "2026-11-20 08:59:59",
+        "call_record",
+        None,  # a replayed tick is a plain backfill, never a re-export
+    )
 
 
 def test_schedule_dlq_is_replayed_as_backfills_and_a_stranger_is_left_loudly(aws):
