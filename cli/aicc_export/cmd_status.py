@@ -1,8 +1,9 @@
 """``aicc-export status [--tenant T] [--days N]``: where every tenant's export stands, and what needs
 an operator.
 
-Per tenant: the schedule's cursor; freshness (the age of the newest complete window: COMPLETED, or
-CC-FS had no data); jobs by state (those that ended COMPLETED/SUPERSEDED/UNSOLICITED over the last
+Per tenant: the schedule's cursor; freshness (the age of the newest complete window: its job
+COMPLETED or PARTIAL, or CC-FS had no data; the same reading as the ExportFreshnessHours metric);
+jobs by state (those that ended COMPLETED/SUPERSEDED/UNSOLICITED over the last
 ``--days``; running, PARTIAL and FAILED ones whatever their age, until retried or re-exported);
 FAILED windows and jobs; failed recordings with their reasons (and retries in flight); re-exports in
 flight. For the stack: every queue's depth (and, on AWS, the age of its oldest message from
@@ -25,9 +26,10 @@ from aicc_export.output import Result, finish
 from aicc_export.stack_info import StackInfo, stack_info
 from aicc_export.target import Target
 from exporter.backfill_refusals import REASON_ATTRIBUTE, REFUSED_AT_ATTRIBUTE
+from exporter.jobs.freshness import FreshnessReader
 from exporter.jobs.items import Job
 from exporter.jobs.keys import JobStatus, cursor_key
-from exporter.jobs.queries import failed_recordings, is_job, items_in_state, job, windows
+from exporter.jobs.queries import failed_recordings, is_job, items_in_state
 from exporter.jobs.reexport import REEXPORT_SOURCE
 from exporter.jobs.table import JobsTable
 from exporter.planner import Window
@@ -55,16 +57,13 @@ def _window_end_utc(info: StackInfo, tenant: str, window: Window) -> datetime:
 
 
 def _freshness(table: JobsTable, info: StackInfo, tenant: str, now: datetime) -> dict[str, Any] | None:
-    """The newest complete window (COMPLETED, or no data), newest first, at most FRESHNESS_SCAN read."""
-    for view in windows(table, tenant, limit=FRESHNESS_SCAN):
-        item = view.item
-        if item.job_status is not None:
-            continue
-        current = job(table, item.response_id) if item.response_id else None
-        if (item.no_data and not item.response_id) or (current and current.job_status is JobStatus.COMPLETED):
-            age = (now - _window_end_utc(info, tenant, item.claim.window)).total_seconds()
-            return {"window": view.sk, "ageSeconds": int(age), "age": _age(age)}
-    return None
+    """The newest complete window and its age, as the function's ExportFreshnessHours metric measures
+    it (``exporter.jobs.freshness``: one definition for the alarm and for this command)."""
+    measured = FreshnessReader(table, max_windows=FRESHNESS_SCAN).measure(tenant, info.zones[tenant], now)
+    if not measured.complete:
+        return None
+    age = measured.hours * 3600
+    return {"window": measured.newest_complete, "ageSeconds": int(age), "age": _age(age)}
 
 
 @dataclass
