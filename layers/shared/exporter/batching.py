@@ -110,6 +110,10 @@ class ConcurrentBatchProcessor(BatchProcessor):
             pool.shutdown(wait=False, cancel_futures=True)
             raise
         pool.shutdown(wait=True)
+        # Workers record failures as they finish; report them in the batch's order, as the
+        # sequential processor does (a stable batchItemFailures list, whatever the threads' timing).
+        order = {record.get("messageId"): i for i, record in enumerate(records)}
+        self.fail_messages.sort(key=lambda failed: order.get(getattr(failed, "message_id", None), len(order)))
         return results
 
     def _in_worker(self, record: dict[str, Any]) -> tuple[Any, list[dict[str, Any]]]:
