@@ -326,8 +326,9 @@ class LocalStack:
         return str(message["MessageId"])
 
     def set_worker_crash(self, after_records: int, queue: str = "RecordingQueue") -> Path:
-        """Make one consumer of ``queue`` raise after handing ``after_records`` records to the
-        handler (once); the returned path holds a report once it fired (see worker.py)."""
+        """Make one consumer of ``queue`` crash once, in the middle of its first batch of more than
+        ``after_records`` records, after handing that many to the handler; the returned path holds a
+        report once it fired (see worker.py)."""
         from local.stack.procs import write_ready
 
         path = self.run_dir / "control" / f"crash-{queue}.json"

@@ -18,9 +18,10 @@ OnFailure destination queue as a Lambda destination record (MaximumRetryAttempts
 template). Ticks are skipped while ``--pause-file`` exists.
 
 Crash injection (``--crash-file``, written by ``LocalStack.set_worker_crash``): the first worker to
-claim the file lets ``after_records`` records through to the handler, then, in the batch that
-crosses that count, invokes the handler with only the records up to it and raises instead of
-returning, so the records handled just before the "crash" come back with the rest of the batch.
+claim the file waits for a batch of more than ``after_records`` records (smaller batches pass
+untouched), invokes the handler with only the first ``after_records`` of it and raises instead of
+returning, so the records handled just before the "crash" come back with the rest of the batch:
+always a crash in the middle of a batch, however the receives happened to group the messages.
 The handler code is not changed. Poisoned records (``Poison``) die on every delivery.
 
 A timed-out invocation ends the process after reporting, like a Lambda sandbox being reset; the
@@ -73,14 +74,15 @@ class CrashSwitch:
         if self.armed is None:
             return None
         limit = int(self.armed["after_records"])
-        if self.seen + count <= limit:
+        if count <= limit:  # too small to crash in the middle of: wait for a larger batch
             self.seen += count
             return None
-        return max(0, limit - self.seen)
+        return limit
 
     def fired(self, handed: int, batch: int) -> None:
         assert self.armed is not None and self.path is not None
         report = {**self.armed, "worker": self.worker, "pid": os.getpid(), "handed": handed, "batch": batch}
+        report["passed_before"] = self.seen  # records of smaller batches let through before it
         fired = self.path.with_name(f"{self.path.stem}.fired.json")
         write_ready(fired, report)
         Path(self.armed["claimed"]).unlink(missing_ok=True)
