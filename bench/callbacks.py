@@ -1,6 +1,6 @@
 """Callback load: signed CC-FS callbacks through the local stack's API Gateway front.
 
-``local/stack/front.py`` turns each HTTP request into an API Gateway REST proxy event for the
+``local/stack/processes/front.py`` turns each HTTP request into an API Gateway REST proxy event for the
 callback function, one invocation at a time (one warm Lambda sandbox). It runs here against a bench
 moto server holding the template's resources (no pollers, no schedule: only the callback path is
 measured). Half the requests are the first callback of a job seeded as ``REQUESTED`` (→ ``READY``
@@ -26,10 +26,10 @@ __all__ = ["run_load"]
 
 
 def _start_front(aws: Aws, run_dir: Path) -> tuple[Any, str, str]:
-    """``python -m local.stack.front`` for the template's callback route, against ``aws``: the
+    """``python -m local.stack.processes.front`` for the template's callback route, against ``aws``: the
     process, its local URL and the public URL it stands for (API Gateway's domain: the function
     sees that ``Host``, so a callback is signed for it, as CC-FS signs for the URL it was given)."""
-    from local.stack.procs import spawn
+    from local.stack.processes.procs import spawn
 
     model = aws.template.model
     route = model.routes[0]
@@ -41,7 +41,7 @@ def _start_front(aws: Aws, run_dir: Path) -> tuple[Any, str, str]:
     args += ["--stage", route.stage, "--path", route.path, "--method", route.method]
     env = aws.function_env(route.function)
     env["PYTHONPATH"] = str(ROOT)
-    front = spawn("front", "local.stack.front", args, env=env, run_dir=run_dir)
+    front = spawn("front", "local.stack.processes.front", args, env=env, run_dir=run_dir)
     ready = front.wait_ready(60)
     return front, ready["url"], ready["public_url"]
 

@@ -218,7 +218,7 @@ class Moto:
     """A bench moto server (``bench.motoserver``) in its own process."""
 
     def __init__(self, run_dir: Path, name: str, extra_env: Mapping[str, str] | None = None) -> None:
-        from local.stack.procs import spawn
+        from local.stack.processes.procs import spawn
 
         env = base_env(run_dir)
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(LAYER)])

@@ -20,7 +20,7 @@ holds connections, never what it answers:
 * completing a multipart upload streams the parts into one temp file, part by part;
 * ``UploadPartCopy`` reads only the requested byte range of the source;
 * DynamoDB requests are served one at a time, by the local stack's
-  ``local.stack.motoserver.serialise_dynamodb``: moto's ``TransactWriteItems`` snapshots whole
+  ``local.stack.processes.motoserver.serialise_dynamodb``: moto's ``TransactWriteItems`` snapshots whole
   tables with ``deepcopy`` and restores the snapshot when a transaction is cancelled, wiping writes
   that other threads made meanwhile (without it, concurrent recording copies lost
   ``recordings_done`` increments), and the whole-table copy made every transaction O(table size)
@@ -250,13 +250,13 @@ def main(argv: list[str] | None = None) -> int:
     patch_moto()
     # The local stack's routing memo (moto's per-request service lookup is slow) and its DynamoDB and
     # SQS serialisation (moto's transactions and queues are not atomic under concurrent requests).
-    from local.stack.motoserver import serialise_dynamodb, serialise_sqs, speed_up_routing
+    from local.stack.processes.motoserver import serialise_dynamodb, serialise_sqs, speed_up_routing
 
     speed_up_routing()
     serialise_dynamodb()
     serialise_sqs()
     dump = account_cpu(os.environ["BENCH_MOTO_CPU"]) if os.environ.get("BENCH_MOTO_CPU") else None
-    from local.stack.procs import watch_parent, write_ready
+    from local.stack.processes.procs import watch_parent, write_ready
 
     server = keep_alive_server(args.host, args.port)
     threading.Thread(target=server.serve_forever, name="moto", daemon=True).start()

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from local.stack.cfn import CreatedResources, StackModel, load_template
-from local.stack.procs import ROOT
+from local.stack.processes.procs import ROOT
 
 __all__ = [
     "CCFS_HOST",
@@ -44,7 +44,7 @@ TIME_PATCHES: dict[str, Any] = {
     "exporter.recordings.LATE_RETRY_FIRST_SECONDS": 1,
     "exporter.recordings.LATE_RETRY_MAX_SECONDS": 8,
 }
-# The stack's host names (local/stack/netmap.py maps them to 127.0.0.1 ports in every process it
+# The stack's host names (local/stack/processes/netmap.py maps them to 127.0.0.1 ports in every process it
 # runs; see STACK.md "Names and trust"). CC-FS on a non-default port, as deployments have it.
 CCFS_HOST = "ccfs.sim.internal"
 CCFS_PORT = 28443

@@ -10,7 +10,6 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from local.stack import netmap
 from local.stack.cfn import (
     ACCOUNT_ID,
     REGION,
@@ -21,8 +20,9 @@ from local.stack.cfn import (
     Unresolvable,
 )
 from local.stack.config import FAKE_CREDENTIALS, StackConfig, StackNames
-from local.stack.procs import ROOT
-from local.stack.supervisor import WorkerSpec
+from local.stack.processes import netmap
+from local.stack.processes.procs import ROOT
+from local.stack.processes.supervisor import WorkerSpec
 
 __all__ = ["FunctionLauncher", "base_env", "consumers"]
 
@@ -195,7 +195,7 @@ class FunctionLauncher:
                 if mapping.report_batch_item_failures:
                     args.append("--report-failures")
                 env = self.worker_env(mapping.function, name)
-                workers[name] = WorkerSpec(name, "local.stack.worker", args, env)
+                workers[name] = WorkerSpec(name, "local.stack.processes.worker", args, env)
         if not cfg.schedule:
             return workers
         for schedule in self._model.schedules:
@@ -222,5 +222,5 @@ class FunctionLauncher:
             if spec.on_failure_queue:
                 args += ["--on-failure-queue-url", self._names.queues[spec.on_failure_queue]]
             env = self.worker_env(schedule.function, name)
-            workers[name] = WorkerSpec(name, "local.stack.worker", args, env)
+            workers[name] = WorkerSpec(name, "local.stack.processes.worker", args, env)
         return workers

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from local.stack.procs import ROOT
+from local.stack.processes.procs import ROOT
 
 __all__ = ["fresh_callback", "fresh_events", "main", "schedule_input"]
 

@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from local.stack import netmap
 from local.stack.cfn import REGION, CreatedResources, StackModel, TemplateError, create_data_resources
 from local.stack.config import (
     StackConfig,
@@ -43,8 +42,9 @@ from local.stack.config import (
 from local.stack.functions import FunctionLauncher, base_env
 from local.stack.observe import Progress, StackObserver
 from local.stack.peers import ApiCertificate, api_certificate, network, start_simulator, store_ccfs_secret
-from local.stack.procs import Child, ChildError, spawn
-from local.stack.supervisor import Supervisor, WorkerSpec
+from local.stack.processes import netmap
+from local.stack.processes.procs import Child, ChildError, spawn
+from local.stack.processes.supervisor import Supervisor, WorkerSpec
 
 __all__ = ["LocalStack", "Progress", "StackConfig", "StackNames"]
 
@@ -184,7 +184,7 @@ class LocalStack:
         self.supervisor.run_dir = self.run_dir
         (self.run_dir / "control").mkdir(exist_ok=True)
         env = base_env(self.run_dir)
-        self.supervisor.moto = spawn("moto", "local.stack.motoserver", [], env=env, run_dir=self.run_dir)
+        self.supervisor.moto = spawn("moto", "local.stack.processes.motoserver", [], env=env, run_dir=self.run_dir)
         self._api_tls = api_certificate(self.run_dir, self.api_domain)
         self.names.api_ca_file = self._api_tls.ca_file
         zones = {t: str(self.zone_of(t)) for t in self.tenants}
@@ -293,8 +293,8 @@ class LocalStack:
             self._api_tls.key,
         ]
         env = self.launcher.worker_env(route.function, "front")
-        spec = WorkerSpec("front", "local.stack.front", args, env)
-        spec.child = spawn("front", "local.stack.front", args, env=env, run_dir=self.run_dir)
+        spec = WorkerSpec("front", "local.stack.processes.front", args, env)
+        spec.child = spawn("front", "local.stack.processes.front", args, env=env, run_dir=self.run_dir)
         self.supervisor.workers["front"] = spec
         ready = spec.child.wait_ready(60)
         self.names.front_url = ready["url"]
@@ -329,7 +329,7 @@ class LocalStack:
         """Make one consumer of ``queue`` crash once, in the middle of its first batch of more than
         ``after_records`` records, after handing that many to the handler; the returned path holds a
         report once it fired (see worker.py)."""
-        from local.stack.procs import write_ready
+        from local.stack.processes.procs import write_ready
 
         path = self.run_dir / "control" / f"crash-{queue}.json"
         fired = path.with_name(f"{path.stem}.fired.json")
@@ -340,7 +340,7 @@ class LocalStack:
     def set_poison(self, match: str, queue: str = "RecordingQueue") -> None:
         """Make every delivery of ``queue``'s messages whose body contains ``match`` die before the
         handler sees it (see worker.py ``Poison``), as a timeout or running out of memory would."""
-        from local.stack.procs import write_ready
+        from local.stack.processes.procs import write_ready
 
         write_ready(self.run_dir / "control" / f"poison-{queue}.json", {"match": match, "queue": queue})
 

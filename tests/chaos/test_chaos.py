@@ -25,7 +25,7 @@ Result, checked against the simulator's ground truth (``LocalStack.verify``) and
 
 Test set-up worth knowing: ``MaxAttempts`` is 5 (a tenth of callbacks lost is far beyond CC-FS's
 real behaviour). This run is what showed that moto's DynamoDB transactions are not atomic under
-concurrency (a job stuck DOWNLOADING, its increment undone): ``local/stack/motoserver.py`` now
+concurrency (a job stuck DOWNLOADING, its increment undone): ``local/stack/processes/motoserver.py`` now
 serves DynamoDB one request at a time; and that moto's SQS is not atomic either (a message handed
 to two pollers at once; a message sent while two deletes rebuilt the queue dropped: recordings
 with no outcome, issue 15): SQS is served one request at a time too. The counts are printed

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from local.stack.cfn import StackModel, load_template
-from local.stack.procs import ROOT
+from local.stack.processes.procs import ROOT
 from tests.connection_bound import stated_bound, template_bound
 
 TEMPLATE = ROOT / "template.yaml"

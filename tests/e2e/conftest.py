@@ -14,7 +14,7 @@ import pytest
 
 from local.stack.cfn import REGION, load_template
 from local.stack.config import FAKE_CREDENTIALS
-from local.stack.procs import ROOT, spawn
+from local.stack.processes.procs import ROOT, spawn
 
 STUBS = Path(__file__).resolve().parent / "stubs"
 TEMPLATE = ROOT / "template.yaml"
@@ -47,7 +47,7 @@ def moto_server(tmp_path: Path) -> Iterator[dict[str, Any]]:
     """A moto server child process; yields its endpoint and a boto3 session."""
     import boto3
 
-    child = spawn("moto", "local.stack.motoserver", [], env=child_env(), run_dir=tmp_path)
+    child = spawn("moto", "local.stack.processes.motoserver", [], env=child_env(), run_dir=tmp_path)
     try:
         info = child.wait_ready(30)
         session = boto3.session.Session(

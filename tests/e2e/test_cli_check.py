@@ -24,7 +24,7 @@ from exporter.jobs.keys import window_key
 from exporter.messages import BackfillMessage
 from local.stack import LocalStack, StackConfig
 from local.stack.__main__ import _serve_info
-from local.stack.procs import ROOT
+from local.stack.processes.procs import ROOT
 from tests.e2e.conftest import needs_handlers, pid_alive, wait_until
 
 pytestmark = [pytest.mark.e2e, needs_handlers]

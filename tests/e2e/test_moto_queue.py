@@ -3,7 +3,7 @@
 moto's SQS backend takes no lock: two concurrent ReceiveMessage calls could both hand out the same
 in-flight message, and a DeleteMessage rebuilt the queue from a snapshot, dropping a message sent
 meanwhile. The product's exactly-once logic (and the chaos test's "nothing lost") rests on SQS's
-rules, so the local stack serialises SQS as it does DynamoDB (``local.stack.motoserver``). This
+rules, so the local stack serialises SQS as it does DynamoDB (``local.stack.processes.motoserver``). This
 test drives the real server process with senders, receivers and deleters at once.
 """
 

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from local.stack.cfn import StackModel, create_data_resources, load_template
-from local.stack.procs import ROOT, spawn
+from local.stack.processes.procs import ROOT, spawn
 from local.stack.stack import LocalStack, StackConfig
 from tests.e2e.conftest import (
     STUBS,
@@ -179,7 +179,7 @@ def test_moto_keeps_dynamodb_writes_atomic_under_concurrent_transactions(moto_se
 def _spawn_front(run_dir: Path, *extra: str) -> Any:
     return spawn(
         "front",
-        "local.stack.front",
+        "local.stack.processes.front",
         [
             "--function",
             "stub-callback",
@@ -261,7 +261,7 @@ def test_front_serves_https_under_the_api_name_to_callers_trusting_its_ca(tmp_pa
     truststore.jks); a caller without that CA fails the handshake."""
     import trustme
 
-    from local.stack import netmap
+    from local.stack.processes import netmap
 
     domain = "abc123defg.execute-api.us-east-1.amazonaws.com"
     ca = trustme.CA()
@@ -349,7 +349,7 @@ def _worker(moto_server, queue, arn, log: Path, *extra: str, name: str = "w1"):
         *extra,
     ]
     env = child_env(AWS_ENDPOINT_URL=moto_server["endpoint_url"], STUB_LOG=str(log))
-    child = spawn(name, "local.stack.worker", args, env=env, run_dir=moto_server["run_dir"])
+    child = spawn(name, "local.stack.processes.worker", args, env=env, run_dir=moto_server["run_dir"])
     child.wait_ready(30)
     return child
 

@@ -8,8 +8,8 @@ from collections import Counter
 import pytest
 
 from local.stack.cfn import EventSourceMapping, Resolver, TemplateError, Unresolvable, references
-from local.stack.events import api_gateway_event, sqs_event
 from local.stack.functions import consumers
+from local.stack.processes.events import api_gateway_event, sqs_event
 from local.stack.report import emf_totals
 from local.stack.verify import _compare, coverage_gap, recording_base
 
@@ -174,7 +174,7 @@ def test_netmap_maps_only_its_names_and_ports_and_uninstalls_cleanly():
 
     import httpx
 
-    from local.stack import netmap
+    from local.stack.processes import netmap
 
     class Hello(BaseHTTPRequestHandler):
         def do_GET(self) -> None:

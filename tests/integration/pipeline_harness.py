@@ -27,7 +27,7 @@ import boto3
 import pytest
 
 from local.ccfs_simulator import Faults, Simulator, TenantSpec
-from local.stack.events import api_gateway_event, scheduled_event, sqs_event
+from local.stack.processes.events import api_gateway_event, scheduled_event, sqs_event
 from tests.conftest import FakeLambdaContext, load_handler, reset_process_caches
 
 __all__ = [

@@ -16,7 +16,7 @@ import pytest
 
 from ccfs.client import CcfsClient, CcfsConfig
 from local.ccfs_simulator import SimulatorConfig
-from local.stack import netmap
+from local.stack.processes import netmap
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """The callback as API Gateway really delivers it (issue 11 §1), built by the local front's event
-builder (``local.stack.events.api_gateway_event``): ``Host`` is the API's domain — the execute-api
+builder (``local.stack.processes.events.api_gateway_event``): ``Host`` is the API's domain — the execute-api
 name, or a custom domain — no ``Content-Length``, and ``requestContext.path`` is the path the caller
 used (stage included on execute-api; the base path on a custom domain). CC-FS signs the callback URL
 it was given, host and path as it sent them; the callback verifies over exactly those."""
@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from ccfs.auth import sign
-from local.stack.events import api_gateway_event
+from local.stack.processes.events import api_gateway_event
 from tests.unit.callback_helpers import NOW, RID, VENDOR_BODY
 
 EXECUTE_API = "https://a1b2c3d4e5.execute-api.ap-southeast-1.amazonaws.com/v1/ccfs/callback"

@@ -2,7 +2,7 @@
 
 The handler module is imported once, with the function's code directory first on ``sys.path`` and
 its layers after it (as in ``/var/task`` and ``/opt/python``). Each invocation gets a fresh
-:class:`~local.stack.events.LambdaContext`, prints ``START``/``END``/``REPORT`` lines like
+:class:`~local.stack.processes.events.LambdaContext`, prints ``START``/``END``/``REPORT`` lines like
 CloudWatch Logs, and is bounded by the function's Timeout via ``SIGALRM`` (so it must run on the
 main thread): a timed-out invocation raises :class:`InvocationTimeout`, a ``BaseException`` so
 that handler code catching ``Exception`` cannot swallow it.
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from local.stack.events import LambdaContext
-from local.stack.netmap import install_from_env
+from local.stack.processes.events import LambdaContext
+from local.stack.processes.netmap import install_from_env
 
 __all__ = ["FunctionRuntime", "InvocationTimeout", "emit", "log_line"]
 
@@ -71,7 +71,7 @@ class FunctionRuntime:
         self.memory_mb = memory_mb
         module_name, _, attribute = handler.rpartition(".")
         # The stack's host names (CC-FS, object store) -> its 127.0.0.1 ports, before the handler
-        # runs any code: the sandbox's DNS (local/stack/netmap.py), not a product setting.
+        # runs any code: the sandbox's DNS (local/stack/processes/netmap.py), not a product setting.
         self.hosts = install_from_env()
         root = Path.cwd()
         paths = [str((root / code_dir).resolve())] + [str((root / layer).resolve()) for layer in layers]

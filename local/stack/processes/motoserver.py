@@ -1,4 +1,4 @@
-"""``python -m local.stack.motoserver --ready-file F``: moto's ThreadedMotoServer in its own process.
+"""``python -m local.stack.processes.motoserver --ready-file F``: moto's ThreadedMotoServer in its own process.
 
 A separate process keeps moto's global backends away from the caller (a pytest process may also
 use ``mock_aws``), lets it use the second core, and makes its memory go away with it. The port is
@@ -15,7 +15,7 @@ import signal
 import threading
 from typing import Any
 
-from local.stack.procs import watch_parent, write_ready
+from local.stack.processes.procs import watch_parent, write_ready
 
 
 def speed_up_routing() -> None:
@@ -163,7 +163,7 @@ def serialise_sqs() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m local.stack.motoserver")
+    parser = argparse.ArgumentParser(prog="python -m local.stack.processes.motoserver")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--ready-file", required=True)

@@ -1,4 +1,4 @@
-"""``python -m local.stack.front``: API Gateway (REST, proxy integration) in front of one function.
+"""``python -m local.stack.processes.front``: API Gateway (REST, proxy integration) in front of one function.
 
 A ThreadingHTTPServer on 127.0.0.1 turns each request for ``/{stage}{path}`` into a REST API proxy
 event and hands it to the function, which runs on this process's main thread one invocation at a
@@ -12,7 +12,7 @@ The event is what API Gateway hands a REST proxy integration, whatever the local
 like: ``Host`` and ``requestContext.domainName`` are the API's domain (``--domain``, by default
 ``{api-id}.execute-api.{region}.amazonaws.com``), ``X-Forwarded-Proto/Port`` say https/443,
 ``X-Forwarded-For`` ends with the caller, a fresh ``X-Amzn-Trace-Id``, no ``Content-Length`` and no
-hop-by-hop headers (local/stack/events.py). With ``--tls-cert/--tls-key`` it serves HTTPS with a
+hop-by-hop headers (local/stack/processes/events.py). With ``--tls-cert/--tls-key`` it serves HTTPS with a
 certificate for that domain (the stack's stand-in for API Gateway's public chain), so a caller
 (the simulator playing CC-FS) must trust its CA, as CC-FS's truststore.jks must trust Amazon's.
 
@@ -36,7 +36,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from local.stack.procs import watch_parent, write_ready
+from local.stack.processes.procs import watch_parent, write_ready
 
 INTEGRATION_TIMEOUT = 29.0
 _jobs: queue.Queue[tuple[dict[str, Any], Future[Any]] | None] = queue.Queue()
@@ -98,7 +98,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _handle(self) -> None:
-        from local.stack.events import api_gateway_event
+        from local.stack.processes.events import api_gateway_event
 
         cfg = self.server.config  # type: ignore[attr-defined]
         started = time.monotonic()
@@ -138,7 +138,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 def _access_log(handler: _Handler, status: int, length: int, request_id: str, started: float) -> None:
     # The template's access-log format: no headers, no body (secrets and personal data).
-    from local.stack.runtime import emit
+    from local.stack.processes.runtime import emit
 
     emit(
         json.dumps(
@@ -182,7 +182,7 @@ class _Server(ThreadingHTTPServer):
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m local.stack.front")
+    p = argparse.ArgumentParser(prog="python -m local.stack.processes.front")
     p.add_argument("--function", required=True)
     p.add_argument("--code", required=True)
     p.add_argument("--handler", default="app.lambda_handler")
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ready-file", required=True)
     args = p.parse_args(argv)
 
-    from local.stack.runtime import FunctionRuntime, log_line
+    from local.stack.processes.runtime import FunctionRuntime, log_line
 
     runtime = FunctionRuntime(
         args.function, args.code, args.handler, args.layer, args.timeout, args.memory, json.loads(args.patch)

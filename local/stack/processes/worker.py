@@ -1,4 +1,4 @@
-"""``python -m local.stack.worker``: one Lambda "instance" fed by an SQS poller or a schedule.
+"""``python -m local.stack.processes.worker``: one Lambda "instance" fed by an SQS poller or a schedule.
 
 SQS mode emulates an event source mapping (ESM) consumer: ReceiveMessage (batch size, batching
 window) -> an SQS event -> the handler -> delete every record not listed in ``batchItemFailures``
@@ -40,7 +40,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from local.stack.procs import watch_parent, write_ready
+from local.stack.processes.procs import watch_parent, write_ready
 
 _stop = threading.Event()
 
@@ -188,8 +188,8 @@ def _failed_ids(invocation: Any, ids: list[str], report_failures: bool) -> tuple
 
 
 def run_sqs(args: argparse.Namespace, runtime: Any, sqs: Any) -> None:
-    from local.stack.events import sqs_event
-    from local.stack.runtime import log_line
+    from local.stack.processes.events import sqs_event
+    from local.stack.processes.runtime import log_line
 
     crash = CrashSwitch(args.crash_file, args.name)
     poison = Poison(args.poison_file)
@@ -272,18 +272,18 @@ def run_sqs(args: argparse.Namespace, runtime: Any, sqs: Any) -> None:
 
 
 def _crashed(runtime: Any, handed: int, batch: int) -> Any:
-    from local.stack.runtime import Invocation
+    from local.stack.processes.runtime import Invocation
 
     error = InjectedCrash(f"local stack: injected crash after {handed} of {batch} records")
-    from local.stack.runtime import emit
+    from local.stack.processes.runtime import emit
 
     emit(json.dumps({"errorMessage": str(error), "errorType": "InjectedCrash"}))
     return Invocation(request_id="injected-crash", error=error)
 
 
 def run_schedule(args: argparse.Namespace, runtime: Any, sqs: Any) -> None:
-    from local.stack.events import failure_destination_record, scheduled_event
-    from local.stack.runtime import log_line
+    from local.stack.processes.events import failure_destination_record, scheduled_event
+    from local.stack.processes.runtime import log_line
 
     payload = json.loads(args.payload) if args.payload else None
     pause = Path(args.pause_file) if args.pause_file else None
@@ -310,7 +310,7 @@ def run_schedule(args: argparse.Namespace, runtime: Any, sqs: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m local.stack.worker")
+    p = argparse.ArgumentParser(prog="python -m local.stack.processes.worker")
     p.add_argument("--name", required=True)
     p.add_argument("--function", required=True, help="function name (the template's logical id)")
     p.add_argument("--code", required=True, help="code directory (CodeUri)")
@@ -343,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     import boto3
     from botocore.config import Config
 
-    from local.stack.runtime import FunctionRuntime, log_line
+    from local.stack.processes.runtime import FunctionRuntime, log_line
 
     sqs = boto3.session.Session().client("sqs", config=Config(retries={"mode": "standard", "max_attempts": 5}))
     runtime = FunctionRuntime(

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from local.stack.procs import Child, spawn
+from local.stack.processes.procs import Child, spawn
 
 __all__ = ["Supervisor", "WorkerSpec"]
 

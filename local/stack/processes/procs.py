@@ -24,7 +24,7 @@ from typing import Any, TextIO
 
 __all__ = ["Child", "ChildError", "spawn", "watch_parent", "write_ready"]
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 class ChildError(RuntimeError):
