@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime, time
 import click
 
 from aicc_export.output import Result, finish
+from aicc_export.params import DAY
 from aicc_export.stack_info import StackInfo, stack_info
 from aicc_export.target import Target, TargetError
 from aicc_export.tracking import Tracker
@@ -30,13 +31,6 @@ __all__ = ["command", "follow", "jobs_table", "one_tenant", "plan", "send_window
 
 def jobs_table(target: Target) -> JobsTable:
     return JobsTable(target.client("dynamodb"), target.jobs_table)
-
-
-def _day(value: str, name: str) -> date:
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a date: use YYYY-MM-DD (tenant-local)", param_hint=name) from None
 
 
 def one_tenant(info: StackInfo, tenant: str | None) -> str:
@@ -124,17 +118,17 @@ def follow(result: Result, tracker: Tracker, timeout: float, *, show: bool) -> N
 
 
 @click.command("backfill")
-@click.argument("first", metavar="FROM")
-@click.argument("last", metavar="TO")
+@click.argument("first", metavar="FROM", type=DAY)
+@click.argument("last", metavar="TO", type=DAY)
 @click.option("--tenant", default=None, help="the tenant (accountId); required when the stack exports several")
 @click.option("--wait", "wait", is_flag=True, help="follow the windows until done (Ctrl-C stops waiting, not the work)")
 @click.option(
     "--timeout", default=0.0, show_default=True, help="with --wait: give up waiting after this many seconds (0: never)"
 )
 @click.pass_context
-def command(ctx: click.Context, first: str, last: str, tenant: str | None, wait: bool, timeout: float) -> None:
+def command(ctx: click.Context, first: date, last: date, tenant: str | None, wait: bool, timeout: float) -> None:
     """Export the tenant-local days FROM..TO (YYYY-MM-DD) again: ≤3-day windows sent to RequestQueue."""
-    begin, end = _day(first, "FROM"), _day(last, "TO")
+    begin, end = first, last
     target: Target = ctx.find_root().obj["target"]()
     info = stack_info(target)
     chosen = one_tenant(info, tenant)

@@ -23,6 +23,7 @@ from botocore.exceptions import ClientError
 
 from aicc_export.deployment import settings_of, tenants_of, yesterday
 from aicc_export.output import Result, finish
+from aicc_export.params import DAY
 from aicc_export.target import Target
 from exporter import layout
 from exporter.config import ALL_ACCOUNTS
@@ -187,18 +188,9 @@ def run_canary(
         sleep(interval)
 
 
-def _date(value: str | None) -> date | None:
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a date (yyyy-mm-dd)", param_hint="--date") from None
-
-
 @click.command("canary")
 @click.option("--tenant", default=None, help="the tenant (accountId) to request; default: the first configured")
-@click.option("--date", "day", default=None, help="tenant-local day of the window (default: yesterday)")
+@click.option("--date", "day", type=DAY, default=None, help="tenant-local day of the window (default: yesterday)")
 @click.option("--start", default="10:00", show_default=True, help="tenant-local HH:MM the window starts at (or after)")
 @click.option("--minutes", type=click.IntRange(1, 180), default=10, show_default=True, help="window length")
 @click.option("--timeout", type=click.FloatRange(min=1), default=900.0, show_default=True, help="seconds to follow")
@@ -207,7 +199,7 @@ def _date(value: str | None) -> date | None:
 def command(
     ctx: click.Context,
     tenant: str | None,
-    day: str | None,
+    day: date | None,
     start: str,
     minutes: int,
     timeout: float,
@@ -219,4 +211,4 @@ def command(
         at = dt_time.fromisoformat(start)
     except ValueError:
         raise click.BadParameter(f"{start!r} is not HH:MM", param_hint="--start") from None
-    finish(ctx, run_canary(target, tenant, _date(day), timeout, minutes=minutes, start=at, interval=interval))
+    finish(ctx, run_canary(target, tenant, day, timeout, minutes=minutes, start=at, interval=interval))

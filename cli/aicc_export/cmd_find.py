@@ -25,6 +25,7 @@ from botocore.exceptions import ClientError
 
 from aicc_export.deployment import settings_of
 from aicc_export.output import Result, finish
+from aicc_export.params import DAY
 from aicc_export.target import Target
 from exporter import layout
 from exporter.config import ALL_ACCOUNTS
@@ -159,15 +160,9 @@ def run_find(target: Target, call_id: str, day: date | None, tenant: str | None)
 
 @click.command("find")
 @click.argument("call_id")
-@click.option("--date", "day", default=None, help="tenant-local call date yyyy-mm-dd (default: from the call id)")
+@click.option("--date", "day", type=DAY, default=None, help="tenant-local call date (default: from the call id)")
 @click.option("--tenant", default=None, help="the tenant (accountId); default: every configured tenant")
 @click.pass_context
-def command(ctx: click.Context, call_id: str, day: str | None, tenant: str | None) -> None:
+def command(ctx: click.Context, call_id: str, day: date | None, tenant: str | None) -> None:
     """Where a call's CDR rows and recordings are (S3 keys, rows, size/sha256, REC item state)."""
-    parsed = None
-    if day is not None:
-        try:
-            parsed = date.fromisoformat(day)
-        except ValueError:
-            raise click.BadParameter(f"{day!r} is not a date (yyyy-mm-dd)", param_hint="--date") from None
-    finish(ctx, run_find(ctx.obj["target"](), call_id, parsed, tenant))
+    finish(ctx, run_find(ctx.obj["target"](), call_id, day, tenant))

@@ -19,6 +19,7 @@ import click
 
 from aicc_export.cmd_backfill import follow, jobs_table, one_tenant, send_windows
 from aicc_export.output import Result, finish
+from aicc_export.params import DAY
 from aicc_export.stack_info import stack_info
 from aicc_export.target import Target, TargetError
 from aicc_export.tracking import Tracker
@@ -57,14 +58,18 @@ def _windows_of_day(table: JobsTable, tenant: str, day: date) -> list[WindowView
 @click.command("reexport")
 @click.argument("window", required=False)
 @click.option(
-    "--date", "day", default=None, help="every exported window beginning on this tenant-local day (YYYY-MM-DD)"
+    "--date",
+    "day",
+    type=DAY,
+    default=None,
+    help="every exported window beginning on this tenant-local day (YYYY-MM-DD)",
 )
 @click.option("--tenant", default=None, help="the tenant (accountId); required when the stack exports several")
 @click.option("--wait", is_flag=True, help="follow the windows until done (Ctrl-C stops waiting, not the work)")
 @click.option("--timeout", default=0.0, help="with --wait: give up waiting after this many seconds (0: never)")
 @click.pass_context
 def reexport(
-    ctx: click.Context, window: str | None, day: str | None, tenant: str | None, wait: bool, timeout: float
+    ctx: click.Context, window: str | None, day: date | None, tenant: str | None, wait: bool, timeout: float
 ) -> None:
     """Request exported windows from CC-FS again (safe to repeat; the window's CDR objects are replaced)."""
     if (window is None) == (day is None):
@@ -83,10 +88,8 @@ def reexport(
         if not views:
             raise TargetError(f"tenant {chosen} has no window {wanted.sk}: `aicc-export backfill` exports a new range")
     else:
-        try:
-            the_day = date.fromisoformat(str(day))
-        except ValueError:
-            raise click.BadParameter(f"{day!r} is not YYYY-MM-DD", param_hint="--date") from None
+        assert day is not None  # one of the two, checked above
+        the_day = day
         views = _windows_of_day(table, chosen, the_day)
         if not views:
             raise TargetError(
@@ -140,21 +143,20 @@ def _jobs_to_retry(table: JobsTable, tenant: str | None, day: str | None) -> lis
 @click.argument("job_id", metavar="[JOB]", required=False)
 @click.option("--tenant", default=None, help="only this tenant's jobs (without JOB)")
 @click.option(
-    "--date", "day", default=None, help="only jobs whose window begins on this tenant-local day (without JOB)"
+    "--date", "day", type=DAY, default=None, help="only jobs whose window begins on this tenant-local day (without JOB)"
 )
 @click.pass_context
-def retry_failed(ctx: click.Context, job_id: str | None, tenant: str | None, day: str | None) -> None:
+def retry_failed(ctx: click.Context, job_id: str | None, tenant: str | None, day: date | None) -> None:
     """Send the FAILED recordings of a PARTIAL job (or of every such job) again; safe to repeat."""
     target: Target = ctx.find_root().obj["target"]()
     table = jobs_table(target)
-    if day is not None:
-        try:
-            date.fromisoformat(day)
-        except ValueError:
-            raise click.BadParameter(f"{day!r} is not YYYY-MM-DD", param_hint="--date") from None
     if tenant is not None:
         stack_info(target).pick(tenant)
-    ids = [job_id] if job_id is not None else [j.response_id for j in _jobs_to_retry(table, tenant, day)]
+    ids = (
+        [job_id]
+        if job_id is not None
+        else [j.response_id for j in _jobs_to_retry(table, tenant, day.isoformat() if day else None)]
+    )
     url = target.queues.get("RecordingQueue")
     if not url:
         raise TargetError("the stack has no RecordingQueue (RecordingQueueUrl output)")

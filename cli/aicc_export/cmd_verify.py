@@ -29,6 +29,7 @@ from botocore.exceptions import ClientError
 
 from aicc_export.deployment import settings_of, tenants_of, yesterday
 from aicc_export.output import Result, finish
+from aicc_export.params import DAY
 from aicc_export.target import Target
 from exporter.jobs.keys import JobStatus
 from exporter.jobs.lookup import JobLookup
@@ -192,15 +193,9 @@ def _report(result: Result, tenant: str, day: date, gaps: Iterable[Gap], n_manif
 
 
 @click.command("verify")
-@click.option("--date", "day", default=None, help="tenant-local day yyyy-mm-dd (default: yesterday)")
+@click.option("--date", "day", type=DAY, default=None, help="tenant-local day yyyy-mm-dd (default: yesterday)")
 @click.option("--tenant", default=None, help="the tenant (accountId); default: every configured tenant")
 @click.pass_context
-def command(ctx: click.Context, day: str | None, tenant: str | None) -> None:
+def command(ctx: click.Context, day: date | None, tenant: str | None) -> None:
     """Manifests against S3: every object present, size and checksum, CDR row counts; lists each gap."""
-    parsed = None
-    if day is not None:
-        try:
-            parsed = date.fromisoformat(day)
-        except ValueError:
-            raise click.BadParameter(f"{day!r} is not a date (yyyy-mm-dd)", param_hint="--date") from None
-    finish(ctx, run_verify(ctx.obj["target"](), parsed, tenant))
+    finish(ctx, run_verify(ctx.obj["target"](), day, tenant))

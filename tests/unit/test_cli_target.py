@@ -124,3 +124,24 @@ def test_json_output_carries_the_checks_and_the_data() -> None:
     assert result.exit_code == 1
     assert body["ok"] is False and body["data"] == {"n": 3}
     assert [(c["name"], c["ok"]) for c in body["checks"]] == [("one", True), ("two", False)]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["backfill", "2026-11-31", "2026-12-01"],
+        ["backfill", "2026-11-01", "yesterday"],
+        ["canary", "--date", "2026/11/01"],
+        ["find", "1637742300-27", "--date", "11-01-2026"],
+        ["verify", "--date", "2026-13-01"],
+        ["reexport", "--date", "x"],
+        ["retry-failed", "--date", "2026-11"],
+    ],
+)
+def test_every_day_argument_is_refused_before_the_stack_is_touched(tmp_path: Path, args: list[str]) -> None:
+    from aicc_export.main import cli
+
+    absent = tmp_path / "never-read.json"  # reading it would fail differently: the day is checked first
+    result = CliRunner().invoke(cli, ["--local", str(absent), *args])
+    assert result.exit_code == 2
+    assert "is not a date: use YYYY-MM-DD" in result.output and "never-read" not in result.output
