@@ -309,10 +309,7 @@ def _check_alarm_topic(target: Target, result: Result) -> None:
     name = "alarm topic has a confirmed subscription"
     arn = target.alarm_topic_arn
     if not arn:
-        if target.local is not None:
-            result.check(name, True, "the local stack has no alarm topic (SNS is not modelled)")
-        else:
-            result.check(name, False, "the stack has no AlarmTopicArn output", "redeploy the stack")
+        result.check(name, False, "the stack has no AlarmTopicArn output", "redeploy the stack")
         return
     try:
         pages = target.client("sns").get_paginator("list_subscriptions_by_topic").paginate(TopicArn=arn)

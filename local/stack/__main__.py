@@ -151,7 +151,8 @@ def _serve_info(stack: LocalStack) -> dict[str, Any]:
         "logs": str(stack.run_dir / "logs"),
         "schedule": stack.config.schedule,
         "schedule_name": "PlanningSchedule",  # fired by the stack's schedule worker (STACK.md, step 6)
-        "alarm_topic_arn": "",  # SNS is not modelled locally: alarms go nowhere
+        # the topic without subscriptions (no mail leaves the local stack): subscribe a queue to it
+        "alarm_topic_arn": stack.resources.physical.get("AlarmTopic", "") if stack.resources else "",
         # --endpoint-url as well as AWS_ENDPOINT_URL: AWS CLI v1 ignores the variable.
         "aws_cli": (
             "AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1 "

@@ -43,7 +43,18 @@ def stack() -> Iterator[LocalStack]:
 
 @pytest.fixture(scope="module")
 def info(stack: LocalStack) -> dict[str, Any]:
-    return _serve_info(stack)
+    line = _serve_info(stack)
+    # The stack's alarm topic comes without subscriptions (no mail leaves it), as a fresh deploy whose
+    # e-mail nobody confirmed: subscribe a queue, as an operator would, so doctor's line can pass.
+    sns, sqs = stack.client("sns"), stack.client("sqs")
+    assert (
+        line["alarm_topic_arn"]
+        and sns.list_subscriptions_by_topic(TopicArn=line["alarm_topic_arn"])["Subscriptions"] == []
+    )
+    url = sqs.create_queue(QueueName="operator-alarms")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=line["alarm_topic_arn"], Protocol="sqs", Endpoint=arn)
+    return line
 
 
 def run(info: dict[str, Any], *args: str) -> tuple[int, str]:
@@ -115,6 +126,16 @@ def test_doctor_passes_against_the_simulator_and_explains_an_unknown_ca(stack, i
     code, doc = run_json(info, "doctor")
     assert code == 0 and doc["ok"] is True and doc["command"] == "doctor"
     assert {c["name"] for c in doc["checks"]} >= {"region", "signed request accepted (acct001)"}
+    assert "[PASS] alarm topic has a confirmed subscription: 1 confirmed (sqs)" in out
+
+    # a topic nobody subscribed to: alarms would go nowhere
+    orphan = stack.client("sns").create_topic(Name="nobody-listens")["TopicArn"]
+    path = tmp_path / "orphan.json"
+    path.write_text(json.dumps({**info, "alarm_topic_arn": orphan}))
+    code, out = run({"info_file": str(path)}, "doctor")
+    assert code == 1
+    assert "[FAIL] alarm topic has a confirmed subscription: 0 confirmed (none)" in out
+    assert "-> subscribe (aws sns subscribe" in out
 
     # the same stack, its CC-FS CA parameter holding the object store's CA instead: unknown CA
     ssm = stack.client("ssm")

@@ -14,7 +14,13 @@ from typing import Any
 from local.stack.cfn.intrinsics import Resolver, references
 from local.stack.cfn.template import TemplateError, load_template, pseudo_parameters, translate
 
-DATA_TYPES = ("AWS::DynamoDB::Table", "AWS::S3::Bucket", "AWS::S3::BucketPolicy", "AWS::SQS::Queue")
+DATA_TYPES = (
+    "AWS::DynamoDB::Table",
+    "AWS::S3::Bucket",
+    "AWS::S3::BucketPolicy",
+    "AWS::SQS::Queue",
+    "AWS::SNS::Topic",
+)
 
 
 # ---------------------------------------------------------------------------- stack model
