@@ -48,8 +48,15 @@ template-check: sam-venv ## cfn-lint with serverless rules, sam validate --lint,
 sam-build: venv sam-venv
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(SAMVENV)/bin/sam build --parallel
 
-test: lint typecheck template-check ## everything CI checks: lint, types, all tests, template linters and build
-	$(PY) -m pytest -n 2
+PYTEST_ARGS ?=
+# The template checks (~50 s, mostly waiting on sam build's pip) run beside the tests, their output
+# printed after the tests'; either failing fails the target.
+test: lint typecheck sam-venv ## everything CI checks: lint, types, all tests, template linters and build
+	@log=$$(mktemp); $(MAKE) --no-print-directory template-check >"$$log" 2>&1 & checks=$$!; \
+	$(PY) -m pytest -n 2 $(PYTEST_ARGS); tests=$$?; \
+	wait $$checks; template=$$?; echo "--- make template-check (ran beside the tests), exit $$template:"; \
+	cat "$$log"; rm -f "$$log"; \
+	[ $$tests -eq 0 ] && [ $$template -eq 0 ]
 
 # The embedded local stack (local/STACK.md): moto + the CC-FS simulator + the real handlers.
 # Options: make demo DEMO_ARGS="--profile flaky --calls 300 --keep-running"

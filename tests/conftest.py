@@ -6,6 +6,7 @@ Powertools reads them at import time.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
@@ -220,10 +221,28 @@ def reset_process_caches() -> None:
     factory.close_clients()
 
 
+@functools.cache
+def _botocore_loader() -> Any:
+    import botocore.loaders
+
+    return botocore.loaders.create_loader()
+
+
+def shared_botocore_loader(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test's fresh boto3 clients (``reset_process_caches``) come from fresh sessions, each of
+    which would read botocore's JSON service models again (~0.1 s a test): let them share one loader
+    (the models are read-only data)."""
+    import botocore.session
+
+    loader = _botocore_loader()
+    monkeypatch.setattr(botocore.session, "create_loader", lambda *args, **kwargs: loader)
+
+
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsNames]:
     """moto-backed AWS with the template's tables, bucket, queues and the CC-FS secret (ak/sk of
     the simulator default: ``demo-ak``/``demo-sk``); the app environment points at them."""
+    shared_botocore_loader(monkeypatch)
     with mock_aws():
         names = create_resources(AwsNames(), ak="demo-ak", sk="demo-sk")
         for key, value in app_env(names).items():

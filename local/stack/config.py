@@ -72,6 +72,11 @@ class StackConfig:
     schedule: bool = True  # fire the planning tick (ScheduleEnabled=true) and export base_date..+days
     tick_seconds: float = 2.0  # the schedule's local period (the template's rate(...) scaled down)
     visibility_timeout: int = 5  # local override of the queues' VisibilityTimeout (retry delay)
+    # A cap on every SQS mapping's MaximumBatchingWindowInSeconds (the template's 5 s on
+    # RecordingQueue: every delivery, first or retried, waits that long for a fuller batch). None: the
+    # template's windows (make demo, make chaos); tests that do not exercise batching use a shorter
+    # one so that their retries are not each held back by the window (printed as a deviation).
+    max_batching_window: float | None = None
     # None: one worker per concurrent consumer the template allows (its MaximumConcurrency), as
     # Lambda would run; a number caps that (a deviation the summary prints: fewer consumers than
     # the template puts on CC-FS)
@@ -181,6 +186,14 @@ def local_deviations(config: StackConfig, named_hosts: bool, resource_notes: lis
         if config.max_concurrency
         else "as the template (one worker per concurrent consumer)",
         "CC-FS callback retry": f"{config.callback_retry_interval:g} s (CC-FS: 10 min)",
+        **(
+            {
+                "MaximumBatchingWindowInSeconds": f"at most {config.max_batching_window:g} s on every mapping "
+                "(template: its own per mapping)"
+            }
+            if config.max_batching_window is not None
+            else {}
+        ),
         "CALLBACK_URL": "the local API front (set when it starts)",
         "DNS and CA store": (
             "ccfs.sim.internal, obs.sim.internal and the API's execute-api name resolve to 127.0.0.1 ports "

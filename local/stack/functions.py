@@ -173,6 +173,9 @@ class FunctionLauncher:
                 continue
             concurrency = consumers(mapping, cfg.max_concurrency)
             crash_file = self._run_dir / "control" / f"crash-{mapping.queue}.json"
+            window: float = mapping.batching_window
+            if cfg.max_batching_window is not None:
+                window = min(window, cfg.max_batching_window)
             for i in range(1, concurrency + 1):
                 name = f"{mapping.function}-{mapping.queue}-{i}"
                 args = [
@@ -186,7 +189,7 @@ class FunctionLauncher:
                     "--batch-size",
                     str(mapping.batch_size),
                     "--batching-window",
-                    str(mapping.batching_window),
+                    f"{window:g}",
                     "--crash-file",
                     str(crash_file),
                     "--poison-file",

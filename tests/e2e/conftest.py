@@ -18,6 +18,10 @@ from local.stack.processes.procs import ROOT, spawn
 
 STUBS = Path(__file__).resolve().parent / "stubs"
 TEMPLATE = ROOT / "template.yaml"
+# StackConfig.max_batching_window for the tests that do not exercise batching: the template's 5 s
+# RecordingQueue window would hold back every delivery (each retry included) by 5 s. The tests of
+# batching itself (a crash mid-batch, the CC-FS connection bound, chaos) keep the template's.
+BATCHING_WINDOW = 1.0
 
 
 def handlers_ready() -> bool:
@@ -76,6 +80,17 @@ def stub_template(tmp_path: Path, stub: str = "noop") -> Path:
 
     path.write_text(yaml.dump(template, Dumper=Dumper, sort_keys=False), encoding="utf-8")
     return path
+
+
+def batching_windows(stack: Any) -> dict[str, tuple[float, float]]:
+    """Per queue worker of a running stack: (the window it was started with, the template's)."""
+    template = {m.queue: float(m.batching_window) for m in stack.model.mappings}
+    out = {}
+    for name, spec in stack.supervisor.workers.items():
+        if "--batching-window" in spec.args:
+            queue = spec.args[spec.args.index("--queue-url") + 1].rsplit("-", 1)[-1]
+            out[name] = (float(spec.args[spec.args.index("--batching-window") + 1]), template[queue])
+    return out
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from local.stack import LocalStack, StackConfig
-from tests.e2e.conftest import needs_handlers
+from tests.e2e.conftest import BATCHING_WINDOW, needs_handlers
 
 pytestmark = [pytest.mark.e2e, needs_handlers]
 
@@ -32,7 +32,15 @@ VARIANTS: dict[str, dict[str, Any]] = {
 
 
 def _stack(run_stack: Any, simulator: dict[str, Any]) -> LocalStack:
-    return run_stack(StackConfig(tenants=1, calls=20, parameters={"WindowMinutes": 1440}, simulator=simulator))
+    return run_stack(
+        StackConfig(
+            tenants=1,
+            calls=20,
+            parameters={"WindowMinutes": 1440},
+            simulator=simulator,
+            max_batching_window=BATCHING_WINDOW,
+        )
+    )
 
 
 def _export(stack: LocalStack) -> tuple[Any, dict[str, float], list[dict[str, Any]]]:

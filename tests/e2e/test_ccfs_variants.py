@@ -15,7 +15,7 @@ import pytest
 
 from local.ccfs_simulator import Faults
 from local.stack import StackConfig
-from tests.e2e.conftest import needs_handlers
+from tests.e2e.conftest import BATCHING_WINDOW, needs_handlers
 
 pytestmark = [pytest.mark.e2e, needs_handlers]
 
@@ -48,7 +48,9 @@ VARIANTS = [
 
 @pytest.mark.parametrize(("simulator", "faults"), VARIANTS)
 def test_variant_exports_exactly_the_ground_truth(run_stack, simulator: dict[str, Any], faults: Faults | None):
-    stack = run_stack(StackConfig(tenants=1, calls=20, simulator=simulator, faults=faults))
+    stack = run_stack(
+        StackConfig(tenants=1, calls=20, simulator=simulator, faults=faults, max_batching_window=BATCHING_WINDOW)
+    )
 
     progress = stack.run_until_complete(TIMEOUT)
     assert progress.complete, f"not complete after {TIMEOUT}s: {progress.pending[:5]}"

@@ -22,7 +22,7 @@ from click.testing import CliRunner, Result
 from local.ccfs_simulator import Faults
 from local.stack import LocalStack, StackConfig
 from local.stack.__main__ import _serve_info
-from tests.e2e.conftest import needs_handlers, pid_alive, wait_until
+from tests.e2e.conftest import BATCHING_WINDOW, needs_handlers, pid_alive, wait_until
 
 pytestmark = [pytest.mark.e2e, needs_handlers]
 
@@ -32,7 +32,14 @@ WAIT = 120  # seconds any one step may take on a loaded 2-core machine
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     faults = Faults(late_recording_rate=1.0, sync_lag_seconds=3600, fault_seed=3)  # every recording late
-    config = StackConfig(tenants=2, calls=6, schedule=False, faults=faults, recording_grace_seconds=4)
+    config = StackConfig(
+        tenants=2,
+        calls=6,
+        schedule=False,
+        faults=faults,
+        recording_grace_seconds=4,
+        max_batching_window=BATCHING_WINDOW,
+    )
     running = LocalStack(config).start()
     try:
         yield running

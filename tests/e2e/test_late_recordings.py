@@ -16,7 +16,7 @@ import pytest
 
 from local.ccfs_simulator import Faults
 from local.stack import StackConfig
-from tests.e2e.conftest import needs_handlers
+from tests.e2e.conftest import BATCHING_WINDOW, needs_handlers
 
 pytestmark = [pytest.mark.e2e, needs_handlers]
 
@@ -25,7 +25,11 @@ TIMEOUT = 200
 
 def test_recordings_synced_late_are_all_copied(run_stack):
     faults = Faults(late_recording_rate=0.3, sync_lag_seconds=4, fault_seed=5)
-    stack = run_stack(StackConfig(tenants=1, calls=30, faults=faults, recording_grace_seconds=120))
+    stack = run_stack(
+        StackConfig(
+            tenants=1, calls=30, faults=faults, recording_grace_seconds=120, max_batching_window=BATCHING_WINDOW
+        )
+    )
     progress = stack.run_until_complete(TIMEOUT)
     assert progress.complete, f"not complete after {TIMEOUT}s: {progress.pending[:5]}"
     stack.pause_schedule()
@@ -44,7 +48,9 @@ def test_recordings_synced_late_are_all_copied(run_stack):
 
 def test_a_recording_that_never_syncs_in_the_grace_period_fails_with_the_reason(run_stack):
     faults = Faults(late_recording_rate=0.2, sync_lag_seconds=3600, fault_seed=3)
-    stack = run_stack(StackConfig(tenants=1, calls=20, faults=faults, recording_grace_seconds=6))
+    stack = run_stack(
+        StackConfig(tenants=1, calls=20, faults=faults, recording_grace_seconds=6, max_batching_window=BATCHING_WINDOW)
+    )
     progress = stack.run_until_complete(TIMEOUT)
     assert progress.complete, f"not complete after {TIMEOUT}s: {progress.pending[:5]}"
     stack.pause_schedule()

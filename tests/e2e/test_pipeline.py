@@ -19,7 +19,7 @@ from local.ccfs_simulator import PROFILES, Faults
 from local.sql.glue import json_fields, load_glue_tables
 from local.sql.queries import differences, stack_answers, truth_answers
 from local.stack import LocalStack, StackConfig
-from tests.e2e.conftest import needs_handlers
+from tests.e2e.conftest import BATCHING_WINDOW, batching_windows, needs_handlers
 
 pytestmark = [pytest.mark.e2e, needs_handlers]
 
@@ -59,7 +59,7 @@ def _assert_every_export_object_is_locked(stack, days):
 def test_happy_path_two_tenants_a_day_each(run_stack):
     # with the optional S3 Object Lock on (issue 14): this is the run that covers it
     lock = {"ObjectLockMode": "GOVERNANCE", "ObjectLockRetentionDays": 30}
-    stack = run_stack(StackConfig(tenants=2, calls=150, parameters=lock))
+    stack = run_stack(StackConfig(tenants=2, calls=150, parameters=lock, max_batching_window=BATCHING_WINDOW))
     verdict = _complete_and_verified(stack, timeout=240)
     _assert_every_export_object_is_locked(stack, days=30)
     counts = verdict.counts
@@ -94,7 +94,7 @@ def _sql_answers_are_the_truth(stack: LocalStack, counts: dict) -> None:
 
 
 def test_flaky_profile_gives_the_same_result_and_the_faults_happened(run_stack):
-    stack = run_stack(StackConfig(tenants=2, calls=100, profile="flaky", seed=3))
+    stack = run_stack(StackConfig(tenants=2, calls=100, profile="flaky", seed=3, max_batching_window=BATCHING_WINDOW))
     _complete_and_verified(stack, timeout=240)
     counters = stack.sim.counters()
     flaky = PROFILES["flaky"]
@@ -118,6 +118,7 @@ def test_lost_callbacks_are_re_requested_and_the_export_completes(run_stack):
             calls=40,
             faults=Faults(lost_callback_rate=1.0),
             parameters={"WindowMinutes": 720},
+            max_batching_window=BATCHING_WINDOW,
         )
     )
     # every first request's callback is lost; then CC-FS behaves again
@@ -135,6 +136,10 @@ def test_lost_callbacks_are_re_requested_and_the_export_completes(run_stack):
 
 def test_download_crash_mid_batch_loses_and_duplicates_nothing(run_stack):
     stack = run_stack(StackConfig(tenants=1, calls=80, max_concurrency=2))
+    # batches as the template makes them (its 5 s RecordingQueue window): the crash is mid-batch
+    windows = batching_windows(stack)
+    assert windows["DownloadFunction-RecordingQueue-1"] == (5.0, 5.0)
+    assert "MaximumBatchingWindowInSeconds" not in stack.overrides
     fired = stack.set_worker_crash(after_records=3, queue="RecordingQueue")
     verdict = _complete_and_verified(stack, timeout=200)
     report = json.loads(fired.read_text())
@@ -155,7 +160,7 @@ def test_download_crash_mid_batch_loses_and_duplicates_nothing(run_stack):
 
 
 def test_backfill_over_four_days_is_split_at_three_days_and_requested_once(run_stack):
-    stack = run_stack(StackConfig(tenants=1, calls=10, days=4, schedule=False))
+    stack = run_stack(StackConfig(tenants=1, calls=10, days=4, schedule=False, max_batching_window=BATCHING_WINDOW))
     begin = datetime.combine(stack.base_date, datetime.min.time())
     end = begin + timedelta(days=4) - timedelta(seconds=1)
     stack.send_backfill({"accountId": "acct001", "beginTime": f"{begin:{FMT}}", "endTime": f"{end:{FMT}}"})
@@ -179,7 +184,7 @@ def test_recording_whose_every_delivery_dies_ends_failed_in_its_manifest(run_sta
     message to the RecordingDLQ and the job stayed DOWNLOADING, the recording named in no manifest.
     Now the dead-letter step gives it an outcome: FAILED with the reason, listed in the completed
     job's manifest, counted in RecordingsFailed (alarmed), and the RecordingDLQ drained."""
-    stack = run_stack(StackConfig(tenants=1, calls=40, max_concurrency=2))
+    stack = run_stack(StackConfig(tenants=1, calls=40, max_concurrency=2, max_batching_window=BATCHING_WINDOW))
     victim = next(c for c in stack.sim.calls(stack.tenants[0], stack.base_date) if len(c.recordings) == 1)
     stack.set_poison(f'"{victim.call_id}"')
     progress = stack.run_until_complete(240)

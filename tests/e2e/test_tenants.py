@@ -15,7 +15,7 @@ import pytest
 from ccfs.auth import sign
 from local.ccfs_simulator import Faults
 from local.stack import StackConfig
-from tests.e2e.conftest import needs_handlers, wait_until
+from tests.e2e.conftest import BATCHING_WINDOW, needs_handlers, wait_until
 
 pytestmark = [pytest.mark.e2e, needs_handlers]
 
@@ -42,6 +42,7 @@ def test_a_callback_signed_by_tenant_a_for_tenant_bs_job_is_refused(run_stack):
             schedule=False,
             callback_timeout_minutes=30,  # no re-request while the test runs
             faults=Faults(lost_callback_rate=1.0),  # CC-FS never calls back: the test does
+            max_batching_window=BATCHING_WINDOW,
         )
     )
     tenant_a, tenant_b = stack.tenants

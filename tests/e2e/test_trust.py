@@ -11,7 +11,7 @@ import certifi
 import pytest
 
 from local.stack import StackConfig
-from tests.e2e.conftest import needs_handlers
+from tests.e2e.conftest import BATCHING_WINDOW, batching_windows, needs_handlers
 
 pytestmark = [pytest.mark.e2e, needs_handlers]
 
@@ -26,7 +26,7 @@ def _manifest_failures(stack) -> list[dict]:
 
 
 def test_each_peer_under_its_own_name_and_ca_and_recordings_come_from_the_object_store(run_stack):
-    stack = run_stack(StackConfig(tenants=1, calls=30))
+    stack = run_stack(StackConfig(tenants=1, calls=30, max_batching_window=BATCHING_WINDOW))
     names = stack.names
     assert names.ccfs_base_url == "https://ccfs.sim.internal:28443"
     assert stack.sim.obs_base_url == "https://obs.sim.internal"
@@ -36,6 +36,11 @@ def test_each_peer_under_its_own_name_and_ca_and_recordings_come_from_the_object
     assert download_env["RECORDING_URL_HOST_SUFFIXES"] == "obs.sim.internal"  # the object store, not CC-FS
     assert download_env["CCFS_CA_BUNDLE_PARAM"] == names.ca_param and not download_env["RECORDING_CA_BUNDLE_PARAM"]
 
+    # the window the stack's pollers batch with: at most BATCHING_WINDOW, said in the deviations
+    windows = batching_windows(stack)
+    assert windows["DownloadFunction-RecordingQueue-1"] == (BATCHING_WINDOW, 5.0)
+    assert all(used == min(template, BATCHING_WINDOW) for used, template in windows.values()), windows
+    assert "MaximumBatchingWindowInSeconds" in stack.overrides
     progress = stack.run_until_complete(180)
     assert progress.complete, progress.pending[:5]
     stack.pause_schedule()
@@ -61,6 +66,7 @@ def test_one_trust_for_both_copies_no_recording(run_stack):
         calls=8,
         parameters={"RecordingCaBundleParameter": f"/{StackConfig().stack_name}/ccfs-ca"},
         env={"SSL_CERT_FILE": certifi.where()},
+        max_batching_window=BATCHING_WINDOW,
     )
     stack = run_stack(config)
     progress = stack.run_until_complete(240)

@@ -219,16 +219,19 @@ def run_sqs(args: argparse.Namespace, runtime: Any, sqs: Any) -> None:
         heartbeat.add([m["ReceiptHandle"] for m in messages])
         deadline = time.monotonic() + args.batching_window
         while len(messages) < args.batch_size and time.monotonic() < deadline and not _stop.is_set():
+            left = deadline - time.monotonic()
             more = sqs.receive_message(
                 QueueUrl=args.queue_url,
                 MaxNumberOfMessages=min(10, args.batch_size - len(messages)),
-                WaitTimeSeconds=max(0, min(1, int(deadline - time.monotonic()))),
+                WaitTimeSeconds=max(0, min(1, int(left))),
                 AttributeNames=["All"],
                 MessageAttributeNames=["All"],
             ).get("Messages", [])
             if more:
                 heartbeat.add([m["ReceiptHandle"] for m in more])
                 messages.extend(more)
+            elif left < 1:  # a long poll takes whole seconds: poll the last one every 0.2 s, not in a busy loop
+                _stop.wait(min(0.2, max(0.0, deadline - time.monotonic())))
         event = sqs_event(messages, args.queue_arn)
         healthy, poisoned = poison.split(event["Records"])
         event["Records"] = healthy
