@@ -66,3 +66,24 @@ def test_the_domain_returns_outcomes_and_never_touches_the_metrics_singleton() -
             if any(alias.name == "metrics" for alias in imported):
                 offenders.append(str(path.relative_to(ROOT)))
     assert offenders == []
+
+
+def test_job_table_keys_are_spelled_only_in_the_keys_module() -> None:
+    """Issue 13: the table's key prefixes appear as text only in ``exporter/jobs/keys.py``; the
+    product (layers, handlers, the CLI) builds keys with its functions. The local stack and the
+    simulator read the table on their own on purpose (a stand-in never borrows the product's view)."""
+    from exporter.jobs import keys
+
+    prefixes = (keys.JOB_PREFIX, keys.WINDOW_PREFIX, keys.TENANT_PREFIX, keys.REC_PREFIX)
+    allowed = ROOT / "layers" / "shared" / "exporter" / "jobs" / "keys.py"
+    offenders = []
+    for folder in ("layers/shared", "functions", "cli"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            if path == allowed:
+                continue
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                    text = node.value
+                    if any(text.startswith(p) and (text == p or not text[len(p)].isspace()) for p in prefixes):
+                        offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}: {text!r}")
+    assert offenders == [], "use exporter.jobs.keys instead:\n" + "\n".join(offenders)
