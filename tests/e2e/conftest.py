@@ -7,6 +7,7 @@ import os
 import socket
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -156,9 +157,26 @@ def run_stack() -> Iterator[Any]:
 
     yield _start
     for stack in started:
-        pids = [c.pid for c in stack.children()]
-        ports = [stack.sim.port, stack.sim.obs_port, int(stack.endpoint_url.rsplit(":", 1)[1])]
-        stack.stop()
-        assert not any(pid_alive(p) for p in pids), "a child process outlived stop()"
-        assert not any(port_open(p) for p in ports), "a port is still open after stop()"
-        assert not stack.run_dir.exists()
+        stop_and_check(stack)
+
+
+def stop_and_check(stack: Any) -> None:
+    """Stop ``stack`` and check that no child process, port or run directory outlived it."""
+    pids = [c.pid for c in stack.children()]
+    ports = [stack.sim.port, stack.sim.obs_port, int(stack.endpoint_url.rsplit(":", 1)[1])]
+    stack.stop()
+    assert not any(pid_alive(p) for p in pids), "a child process outlived stop()"
+    assert not any(port_open(p) for p in ports), "a port is still open after stop()"
+    assert not stack.run_dir.exists()
+
+
+@contextmanager
+def module_stack(config: Any) -> Iterator[Any]:
+    """One stack for a whole test module (``scope="module"`` fixtures), stopped and checked after."""
+    from local.stack import LocalStack
+
+    stack = LocalStack(config).start()
+    try:
+        yield stack
+    finally:
+        stop_and_check(stack)

@@ -25,20 +25,15 @@ from exporter.messages import BackfillMessage
 from local.stack import LocalStack, StackConfig
 from local.stack.__main__ import _serve_info
 from local.stack.processes.procs import ROOT
-from tests.e2e.conftest import BATCHING_WINDOW, needs_handlers, pid_alive, wait_until
+from tests.e2e.conftest import BATCHING_WINDOW, module_stack, needs_handlers, wait_until
 
 pytestmark = [pytest.mark.e2e, needs_handlers]
 
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[LocalStack]:
-    started = LocalStack(StackConfig(tenants=1, calls=24, schedule=False, max_batching_window=BATCHING_WINDOW)).start()
-    try:
+    with module_stack(StackConfig(tenants=1, calls=24, schedule=False, max_batching_window=BATCHING_WINDOW)) as started:
         yield started
-    finally:
-        pids = [c.pid for c in started.children()]
-        started.stop()
-        assert not any(pid_alive(p) for p in pids), "a child process outlived stop()"
 
 
 @pytest.fixture(scope="module")

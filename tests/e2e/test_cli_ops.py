@@ -22,7 +22,7 @@ from click.testing import CliRunner, Result
 from local.ccfs_simulator import Faults
 from local.stack import LocalStack, StackConfig
 from local.stack.__main__ import _serve_info
-from tests.e2e.conftest import BATCHING_WINDOW, needs_handlers, pid_alive, wait_until
+from tests.e2e.conftest import BATCHING_WINDOW, module_stack, needs_handlers, wait_until
 
 pytestmark = [pytest.mark.e2e, needs_handlers]
 
@@ -40,13 +40,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
         recording_grace_seconds=4,
         max_batching_window=BATCHING_WINDOW,
     )
-    running = LocalStack(config).start()
-    try:
+    with module_stack(config) as running:
         yield running
-    finally:
-        pids = [c.pid for c in running.children()]
-        running.stop()
-        assert not any(pid_alive(p) for p in pids), "a child process outlived stop()"
 
 
 @pytest.fixture(scope="module")
