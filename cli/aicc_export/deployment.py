@@ -71,11 +71,14 @@ def function_env(target: Target, logical_id: str = REQUEST_FUNCTION) -> dict[str
 
 
 def settings_of(target: Target) -> Settings:
-    """The functions' :class:`Settings`, validated as the functions validate them."""
-    try:
-        return Settings.from_env(function_env(target))
-    except ConfigError as exc:
-        raise DeploymentError(f"{REQUEST_FUNCTION}: {exc}") from None
+    """The functions' :class:`Settings`, validated as the functions validate them (read once per target)."""
+    if "settings" not in target.memo:
+        try:
+            target.memo["settings"] = Settings.from_env(function_env(target))
+        except ConfigError as exc:
+            raise DeploymentError(f"{REQUEST_FUNCTION}: {exc}") from None
+    settings: Settings = target.memo["settings"]
+    return settings
 
 
 def tenants_of(target: Target, tenant: str | None) -> list[str]:

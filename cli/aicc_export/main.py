@@ -1,6 +1,6 @@
 """The ``aicc-export`` command group: global options, then one subcommand per operator task.
 
-Each subcommand lives in its own ``cmd_*.py`` module and is registered below; it receives the
+Each subcommand lives in its own ``cmd_*.py`` module and is registered below (one list); it receives the
 :class:`~aicc_export.target.Target` through ``ctx.obj["target"]()`` (resolved lazily, so ``--help``
 never needs AWS) and reports through :mod:`aicc_export.output`.
 """
@@ -11,6 +11,16 @@ from collections.abc import Callable
 
 import click
 
+from aicc_export import (
+    cmd_backfill,
+    cmd_canary,
+    cmd_doctor,
+    cmd_find,
+    cmd_redrive,
+    cmd_reexport,
+    cmd_status,
+    cmd_verify,
+)
 from aicc_export.target import Target
 
 __all__ = ["cli", "main"]
@@ -55,22 +65,17 @@ def cli(
     ctx.obj.update({"json": as_json, "target": get})
 
 
-def _register() -> None:
-    # Each command module exposes `command`, a click.Command; a module that is not written yet is skipped.
-    import importlib
-
-    for name in ("doctor", "canary", "backfill", "status", "redrive", "reexport", "find", "verify"):
-        try:
-            module = importlib.import_module(f"aicc_export.cmd_{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"aicc_export.cmd_{name}":
-                raise
-            continue
-        for command in getattr(module, "commands", [module.command] if hasattr(module, "command") else []):
-            cli.add_command(command)
-
-
-_register()
+for _command in (
+    cmd_doctor.command,
+    cmd_canary.command,
+    cmd_backfill.command,
+    cmd_status.command,
+    cmd_redrive.command,
+    *cmd_reexport.commands,
+    cmd_find.command,
+    cmd_verify.command,
+):
+    cli.add_command(_command)
 
 
 def main() -> None:

@@ -55,14 +55,11 @@ def _zones(target: Target, settings: Settings, notes: list[str]) -> dict[str, Zo
         return dict.fromkeys(settings.tenants, settings.zone)
 
 
-_CACHE: dict[int, tuple[Target, StackInfo]] = {}
-
-
 def stack_info(target: Target) -> StackInfo:
     """The stack's tenants, zones and planning settings (read once per target)."""
-    cached = _CACHE.get(id(target))
-    if cached is not None and cached[0] is target:
-        return cached[1]
+    cached = target.memo.get("stack_info")
+    if isinstance(cached, StackInfo):
+        return cached
     settings = settings_of(target)
     notes: list[str] = []
     info = StackInfo(
@@ -72,5 +69,5 @@ def stack_info(target: Target) -> StackInfo:
         window_minutes=settings.window_minutes,
         notes=notes,
     )
-    _CACHE[id(target)] = (target, info)
+    target.memo["stack_info"] = info
     return info

@@ -50,10 +50,10 @@ class Target:
     callback_url: str = ""
     alarm_topic_arn: str = ""
     functions: dict[str, str] = field(default_factory=dict)  # logical id -> function name
-    secret_arn: str = ""
     stack_name: str = ""
     endpoint_url: str | None = None  # the local stack's moto endpoint; None on AWS
     local: dict[str, Any] | None = None  # the whole `make serve` line, for --local only commands
+    memo: dict[str, Any] = field(default_factory=dict, repr=False)  # what one command read of it, read once
     _session: boto3.session.Session | None = None
 
     def client(self, service: str) -> Any:
@@ -97,7 +97,6 @@ class Target:
             callback_url=outputs.get("CallbackUrl", ""),
             alarm_topic_arn=outputs.get("AlarmTopicArn", ""),
             functions={lid: outputs[key] for key, lid in _FUNCTION_OUTPUTS.items() if key in outputs},
-            secret_arn=outputs.get("SecretArn", ""),
             stack_name=stack_name,
         )
         target._session = session
@@ -124,7 +123,6 @@ class Target:
                 callback_url=info.get("callback_url", ""),
                 alarm_topic_arn=info.get("alarm_topic_arn", ""),
                 functions=dict(info.get("functions", {})),
-                secret_arn=info.get("secret_arn", ""),
                 stack_name="local",
                 endpoint_url=info["endpoint_url"],
                 local=info,

@@ -145,3 +145,20 @@ def test_every_day_argument_is_refused_before_the_stack_is_touched(tmp_path: Pat
     result = CliRunner().invoke(cli, ["--local", str(absent), *args])
     assert result.exit_code == 2
     assert "is not a date: use YYYY-MM-DD" in result.output and "never-read" not in result.output
+
+
+def test_a_command_reads_the_functions_settings_once_per_target() -> None:
+    from aicc_export.deployment import settings_of
+    from aicc_export.stack_info import stack_info
+    from tests.conftest import AwsNames, app_env
+
+    env = app_env(AwsNames(secret_arn="arn:aws:secretsmanager:us-east-1:1:secret:x"))
+    line = {"function_env": {"RequestExportFunction": env}}
+    target = Target(region="us-east-1", bucket="b", jobs_table="t", queues={}, local=line)
+    first = settings_of(target)
+    line["function_env"] = {}  # a second read would now fail: the first answer is kept
+    assert settings_of(target) is first
+    with mock_aws():  # the zones' secret read stays in-process (none there: TENANT_TIMEZONE, with a note)
+        info = stack_info(target)
+        assert stack_info(target) is info
+    assert info.tenants == first.tenants and info.notes
