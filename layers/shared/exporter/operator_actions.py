@@ -16,18 +16,17 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from exporter import layout
 from exporter.jobs.items import Job, WindowItem
 from exporter.jobs.keys import JobStatus, job_key, job_pk, recording_sk, utc_now_iso
+from exporter.jobs.manifest import ManifestWriter
 from exporter.jobs.queries import failed_recording_items
 from exporter.jobs.table import JobsTable
 from exporter.jobs.writes import update
@@ -115,19 +114,14 @@ def retry_failed_recordings(
 # ---------------------------------------------------------------------------- re-export, function side
 
 
-def _manifest_keys(s3: Any, bucket: str, response_id: str) -> list[str] | None:
+def _manifest_keys(manifests: ManifestWriter, response_id: str) -> list[str] | None:
     """The CDR and index keys a job's manifest lists, and the manifest's own; None without one."""
-    key = layout.manifest_key(response_id)
-    try:
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"]
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-            return None
-        raise
-    with body:
-        document = json.load(body)
+    document = manifests.read(response_id)
+    if document is None:
+        return None
     listed = [*document.get("cdr", []), *document.get("recording_index", [])]
-    return [str(entry["key"]) for entry in listed if isinstance(entry, dict) and entry.get("key")] + [key]
+    keys = [str(entry["key"]) for entry in listed if isinstance(entry, dict) and entry.get("key")]
+    return [*keys, layout.manifest_key(response_id)]
 
 
 def retire_replaced_export(table: JobsTable, s3: Any, bucket: str, response_id: str, now: datetime) -> list[str]:
@@ -148,7 +142,7 @@ def retire_replaced_export(table: JobsTable, s3: Any, bucket: str, response_id: 
         return []
     if window_raw.get("retired_response_id") == previous:
         return []
-    keys = _manifest_keys(s3, bucket, str(previous)) or []
+    keys = _manifest_keys(ManifestWriter(s3, bucket, lambda: now), str(previous)) or []
     for start in range(0, len(keys), 1000):
         s3.delete_objects(
             Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys[start : start + 1000]], "Quiet": True}
