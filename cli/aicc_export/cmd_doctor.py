@@ -30,7 +30,7 @@ from aicc_export.target import Target
 from ccfs.client import CcfsClient, CcfsConfig, RetryPolicy
 from ccfs.errors import CcfsAuthError, CcfsError, CcfsNotFound, CcfsPermanentError
 from exporter.config import ConfigError, Settings
-from exporter.tenants import TenantKeys, parse_secret, resolve_tenants
+from exporter.tenants import TenantKeys, parse_secret, resolve_tenants, secret_region
 
 __all__ = ["PROBE_BILL_FILE", "command", "describe_tls_error", "run_doctor"]
 
@@ -101,24 +101,11 @@ def tls_probe(host: str, port: int, cafile: str | None, timeout: float = PROBE_T
         return False, f"{host}:{port}: {exc.strerror or exc}", "check CcfsBaseUrl's port and the network path"
 
 
-def _secret_region(arn: str, default: str) -> str:
-    parts = arn.split(":")
-    return parts[3] if arn.startswith("arn:") and len(parts) > 5 and parts[3] else default
-
-
-def _client(target: Target, service: str, region: str) -> Any:
-    if region == target.region:
-        return target.client(service)
-    session = target._session  # the same credentials, the secret's region
-    assert session is not None
-    return session.client(service, region_name=region, endpoint_url=target.endpoint_url)
-
-
 def _check_secret(target: Target, settings: Settings, result: Result) -> TenantKeys | None:
     arn = settings.ccfs_secret_arn
-    region = _secret_region(arn, target.region)
+    region = secret_region(arn) or target.region
     result.check("region", True, f"stack in {target.region}, secret in {region}")
-    sm = _client(target, "secretsmanager", region)
+    sm = target.client("secretsmanager", region)
     try:
         value = sm.get_secret_value(SecretId=arn)
     except ClientError as exc:
@@ -163,7 +150,7 @@ def _check_kms(target: Target, sm: Any, arn: str, region: str, result: Result) -
         result.check("KMS key", True, "aws/secretsmanager (AWS managed): Decrypt follows GetSecretValue")
         return
     try:
-        meta = _client(target, "kms", region).describe_key(KeyId=key_id)["KeyMetadata"]
+        meta = target.client("kms", region).describe_key(KeyId=key_id)["KeyMetadata"]
     except (ClientError, BotoCoreError) as exc:
         result.check(
             "KMS key",

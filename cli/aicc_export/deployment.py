@@ -28,7 +28,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from aicc_export.target import Target
 from exporter.config import ConfigError, Settings
-from exporter.tenants import parse_secret, resolve_tenants
+from exporter.tenants import parse_secret, resolve_tenants, secret_region
 
 __all__ = [
     "REQUEST_FUNCTION",
@@ -97,14 +97,8 @@ def tenant_zones(target: Target, settings: Settings) -> dict[str, ZoneInfo]:
     """Each configured tenant's time zone: its entry's ``timezone`` in the CC-FS secret, else
     ``TENANT_TIMEZONE`` (read and validated as the functions read it, :mod:`exporter.tenants`)."""
     arn = settings.ccfs_secret_arn
-    parts = arn.split(":")
-    region = parts[3] if arn.startswith("arn:") and len(parts) > 5 and parts[3] else target.region
     try:
-        if region == target.region:
-            sm = target.client("secretsmanager")
-        else:
-            assert target._session is not None
-            sm = target._session.client("secretsmanager", region_name=region, endpoint_url=target.endpoint_url)
+        sm = target.client("secretsmanager", secret_region(arn))
         value = json.loads(sm.get_secret_value(SecretId=arn).get("SecretString") or "null")
         keys = resolve_tenants(parse_secret(value, arn), arn, settings.tenants, settings.tenant_timezone)
     except (ClientError, BotoCoreError, ValueError, ConfigError) as exc:

@@ -56,11 +56,14 @@ class Target:
     memo: dict[str, Any] = field(default_factory=dict, repr=False)  # what one command read of it, read once
     _session: boto3.session.Session | None = None
 
-    def client(self, service: str) -> Any:
-        """A boto3 client for this stack (its region; the moto endpoint when local)."""
+    def client(self, service: str, region: str | None = None) -> Any:
+        """A boto3 client for this stack: its region unless ``region`` names another (a resource whose
+        ARN is elsewhere), the same credentials; the moto endpoint when local."""
         if self._session is None:
             self._session = boto3.session.Session(region_name=self.region)
-        return self._session.client(service, endpoint_url=self.endpoint_url, config=_CONFIG)
+        return self._session.client(
+            service, region_name=region or self.region, endpoint_url=self.endpoint_url, config=_CONFIG
+        )
 
     @property
     def is_local(self) -> bool:

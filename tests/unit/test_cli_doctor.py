@@ -240,7 +240,9 @@ def test_doctor_on_a_deployed_stack_reads_lambdas_configuration_and_the_schedule
         },
     )
     clients = {"cloudformation": StackResources()}
-    monkeypatch.setattr(target, "client", lambda service: clients.get(service) or boto3.client(service))
+    monkeypatch.setattr(
+        target, "client", lambda service, region=None: clients.get(service) or boto3.client(service, region_name=region)
+    )
     checks = _checks(run_doctor(target))
     assert checks["function configuration"][0] and "zone Asia/Tokyo" in checks["function configuration"][1]
     ok, detail, _ = checks["schedule"]

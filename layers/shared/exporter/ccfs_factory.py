@@ -31,7 +31,7 @@ from aws_lambda_powertools.utilities.parameters import SecretsProvider, SSMProvi
 from exporter import log_redaction
 from exporter.aws import client, logger, metrics
 from exporter.config import ConfigError, Settings
-from exporter.tenants import TenantKeys, parse_secret, resolve_tenants
+from exporter.tenants import TenantKeys, parse_secret, resolve_tenants, secret_region
 
 if TYPE_CHECKING:  # imported lazily: the callback only needs secret_for, not the HTTP clients
     import httpx
@@ -70,12 +70,6 @@ def _secrets(region: str | None = None) -> SecretsProvider:
     return SecretsProvider(boto3_client=client("secretsmanager", region))
 
 
-def _arn_region(arn: str) -> str | None:
-    """``arn:aws:secretsmanager:eu-west-1:...`` -> ``eu-west-1`` (None for a bare name)."""
-    parts = arn.split(":")
-    return parts[3] or None if len(parts) > 5 and parts[0] == "arn" else None
-
-
 @cache
 def _ssm() -> SSMProvider:
     return SSMProvider(boto3_client=client("ssm"))
@@ -97,7 +91,7 @@ def tenant_keys(settings: Settings) -> TenantKeys:
     """Every configured tenant's ak/sk and time zone from the secret (either form, see
     ``exporter.tenants``). Raises ConfigError naming the secret and the bad tenant/field, never a value."""
     try:
-        value: Any = _secrets(_arn_region(settings.ccfs_secret_arn)).get(
+        value: Any = _secrets(secret_region(settings.ccfs_secret_arn)).get(
             settings.ccfs_secret_arn, transform="json", max_age=SECRET_MAX_AGE
         )
     except parameters.exceptions.TransformParameterError:

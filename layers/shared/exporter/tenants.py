@@ -33,7 +33,15 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 
 from exporter.config import ALL_ACCOUNTS, ConfigError
 
-__all__ = ["CcfsSecret", "TenantCredentials", "TenantKeys", "parse_secret", "resolve_tenants"]
+__all__ = ["CcfsSecret", "TenantCredentials", "TenantKeys", "parse_secret", "resolve_tenants", "secret_region"]
+
+
+def secret_region(arn: str) -> str | None:
+    """``arn:aws:secretsmanager:eu-west-1:...`` -> ``eu-west-1`` (None for a bare name): the secret is
+    read in the region its ARN names, which may not be the stack's."""
+    parts = arn.split(":")
+    return parts[3] or None if len(parts) > 5 and parts[0] == "arn" else None
+
 
 # What ccfs.auth can put in an Authorization value (no "/", no spaces).
 _AK_PATTERN = r"^[A-Za-z0-9_.\-~+=@]{1,128}$"
