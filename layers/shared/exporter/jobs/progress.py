@@ -193,12 +193,23 @@ class Progress:
         if reasons is not None:
             return False
         job = self.get_job(response_id)
-        if job and job.job_status in (JobStatus.COMPLETED, JobStatus.PARTIAL):
-            # The manifest named it a failure; the job may now be whole.
+        # The manifest named it a failure; the job may now be whole. Several such recordings may be
+        # upgraded at once (an operator's retry): each writer reads the counters again after its
+        # write and writes again if they moved, so the last manifest matches the final counters.
+        for _ in range(5):
+            if not job or job.job_status not in (JobStatus.COMPLETED, JobStatus.PARTIAL):
+                break
             final = outcome_of(job)
             self.write_final_manifest(job, final)
             if final != job.job_status:
                 self._set_status(response_id, final, job.job_status)
+            again = self.get_job(response_id)
+            if again is None or (again.recordings_done, again.recordings_failed) == (
+                job.recordings_done,
+                job.recordings_failed,
+            ):
+                break
+            job = again
         logger.info("recording recorded FAILED was copied after all", extra={"response_id": response_id})
         return True
 
